@@ -1,0 +1,167 @@
+"""Region-aware deep prompts on a CLIP vision tower (METHOD.md §2).
+
+Two tuner layers share the work:
+
+* :class:`RegionTokenLayer` wraps the tower's ``embeddings``. It appends the K region
+  class tokens right after CLIP's class token, so that they pass through CLIP's
+  pre-layernorm like the class token does (they get no position embedding).
+* :class:`VisionPromptLayer` wraps the tower's ``encoder``. It interleaves the prompt
+  groups with the class tokens, overwrites the prompt slots before each of the first
+  ``depth`` layers, and runs every layer under the region mask.
+
+The tower's own forward stays in charge: it calls the embeddings, its pre-layernorm,
+the encoder and its post-layernorm, and pools token 0 (CLS) as usual. The encoder
+output has the full prompted length (311 tokens for ViT-L/14 at the defaults).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from .layer import RegionPromptLayer, attention_mask_for, init_prompts, visual_prompt_bound
+from .layout import RegionLayout, region_layout
+
+
+@dataclass(frozen=True)
+class VisionPromptSettings:
+    """Shape of one adapter's visual prompts."""
+
+    num_regions: int
+    overlap_rows: int
+    prompts_per_group: int
+    depth: int
+
+    @property
+    def num_groups(self) -> int:
+        return self.num_regions + 1
+
+
+class RegionTokenLayer(RegionPromptLayer):
+    """Wraps ``CLIPVisionEmbeddings``: [CLS, patches] -> [CLS, CLS_1..CLS_K, patches]."""
+
+    adapter_layer_names = ("region_prompt_class_tokens",)
+
+    def __init__(self, base_layer, adapter_name: str, config) -> None:
+        super().__init__(base_layer)
+        self.region_prompt_class_tokens = torch.nn.ParameterDict({})
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config) -> None:
+        width = self.base_layer.embed_dim
+        self.prompt_settings[adapter_name] = config.num_regions
+        if config.num_regions > 0:
+            tokens = self._new_parameter((config.num_regions, width))
+            # Like CLIP's class embedding: N(0, width^-0.5).
+            torch.nn.init.normal_(tokens, std=width**-0.5)
+            self.region_prompt_class_tokens[adapter_name] = tokens
+        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        embeddings = self.base_layer(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        adapter = self.active_prompt_adapter()
+        if adapter is None or adapter not in self.region_prompt_class_tokens:
+            return embeddings
+        # embeddings: (B, 1 + G*G, width); tokens: (K, width)
+        tokens = self.region_prompt_class_tokens[adapter].to(embeddings.dtype)
+        tokens = tokens.unsqueeze(0).expand(embeddings.shape[0], -1, -1)
+        return torch.cat([embeddings[:, :1], tokens, embeddings[:, 1:]], dim=1)
+
+
+class VisionPromptLayer(RegionPromptLayer):
+    """Wraps the vision ``CLIPEncoder`` and runs its layers with deep region prompts.
+
+    Prompts of one adapter: a tensor (depth, K + 1, m, width); group 0 holds the global
+    prompts, group j the prompts of region j.
+    """
+
+    adapter_layer_names = ("region_prompt_vision",)
+
+    def __init__(self, base_layer, adapter_name: str, config, patch_size: int, attn_implementation: str) -> None:
+        super().__init__(base_layer)
+        self.patch_size = patch_size
+        self.attn_implementation = attn_implementation
+        self.region_prompt_vision = torch.nn.ParameterDict({})
+        # (grid, num_regions, overlap, m, attn_implementation, dtype, device) -> mask; built once per shape.
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self.update_layer(adapter_name, config)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.base_layer.layers)
+
+    def update_layer(self, adapter_name: str, config) -> None:
+        depth = self.num_layers if config.vision_depth is None else config.vision_depth
+        if depth > self.num_layers:
+            raise ValueError(
+                f"vision_depth={depth} exceeds the {self.num_layers} layers of the vision tower; use at most "
+                f"{self.num_layers}, or None for every layer."
+            )
+        settings = VisionPromptSettings(config.num_regions, config.overlap_rows, config.prompts_per_group, depth)
+        self.prompt_settings[adapter_name] = settings
+        if settings.prompts_per_group > 0:
+            width = self.base_layer.config.hidden_size
+            prompts = self._new_parameter((depth, settings.num_groups, settings.prompts_per_group, width))
+            init_prompts(prompts, config.prompt_init, visual_prompt_bound(self.patch_size, width))
+            self.region_prompt_vision[adapter_name] = prompts
+        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
+
+    def layout(self, settings: VisionPromptSettings, grid_size: int) -> RegionLayout:
+        return region_layout(grid_size, settings.num_regions, settings.overlap_rows, settings.prompts_per_group)
+
+    def _region_mask(self, settings: VisionPromptSettings, grid_size: int, dtype, device):
+        """The layer-shared attention mask (1, 1, L, L), or None when there are no regions."""
+        if settings.num_regions == 0:
+            return None
+        key = (grid_size, settings.num_regions, settings.overlap_rows, settings.prompts_per_group,
+               self.attn_implementation, dtype, device)
+        mask = self._mask_cache.get(key)
+        if mask is None:
+            allowed = self.layout(settings, grid_size).mask.to(device)
+            mask = attention_mask_for(allowed, self.attn_implementation, dtype)[None, None]
+            self._mask_cache[key] = mask
+        return mask
+
+    @staticmethod
+    def _assemble(class_tokens: torch.Tensor, prompts: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """[CLS_0, P_0, CLS_1, P_1, ..., CLS_K, P_K, patches].
+
+        class_tokens (B, K+1, w), prompts (K+1, m, w), patches (B, G*G, w) -> (B, L, w).
+        """
+        batch = class_tokens.shape[0]
+        prompts = prompts.to(class_tokens.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+        groups = torch.cat([class_tokens.unsqueeze(2), prompts], dim=2).flatten(1, 2)
+        return torch.cat([groups, patches], dim=1)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask=None, **kwargs) -> BaseModelOutput:
+        adapter = self.active_prompt_adapter()
+        if adapter is None:
+            return self.base_layer(inputs_embeds, attention_mask, **kwargs)
+        settings: VisionPromptSettings = self.prompt_settings[adapter]
+        if attention_mask is not None:
+            raise ValueError("The vision tower takes no attention mask; region prompts bring their own.")
+
+        # inputs_embeds: (B, 1 + K + G*G, w), CLS and region class tokens first (see RegionTokenLayer).
+        num_class = settings.num_groups
+        num_patches = inputs_embeds.shape[1] - num_class
+        grid = math.isqrt(num_patches)
+        if grid * grid != num_patches:
+            raise ValueError(
+                f"Region prompts need a square patch grid, but the vision tower produced {num_patches} patches. "
+                "Use square images (the PromptPAR image processor pads to a square)."
+            )
+        mask = self._region_mask(settings, grid, inputs_embeds.dtype, inputs_embeds.device)
+        prompts = self.region_prompt_vision[adapter]  # (depth, K + 1, m, w)
+        group = settings.prompts_per_group + 1
+        offset = num_class * group  # first patch token
+
+        hidden = self._assemble(inputs_embeds[:, :num_class], prompts[0], inputs_embeds[:, num_class:])
+        for index, encoder_layer in enumerate(self.base_layer.layers):
+            if 0 < index < settings.depth:
+                # Overwrite the prompt slots; CLS, CLS_j and the patches flow on.
+                hidden = self._assemble(hidden[:, :offset:group], prompts[index], hidden[:, offset:])
+            hidden = encoder_layer(hidden, mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden)
