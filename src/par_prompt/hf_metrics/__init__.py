@@ -1,0 +1,1 @@
+"""``evaluate`` metric scripts shipped with par-prompt (loaded by path, see ``par_prompt.metrics``)."""

@@ -1,0 +1,446 @@
+"""Pedestrian-attribute-recognition metrics (METHOD.md §9), in one place.
+
+Inputs are probabilities ``probs`` (M, N) in [0, 1] and labels (M, N) in {0, 1, 2},
+2 meaning "uncertain" (RAP). A prediction is positive when ``prob > t`` (strictly
+greater, as in the official PromptPAR / Rethinking_of_PAR code), where ``t`` is one
+threshold or one threshold per attribute. Uncertain entries are left out of every count.
+
+Label-based (per attribute i, over the certain entries of column i)::
+
+    positive recall  PR_i = TP_i / (TP_i + FN_i)
+    negative recall  NR_i = TN_i / (TN_i + FP_i)
+    mA = mean_i (PR_i + NR_i) / 2
+
+Instance-based (per sample j, with G_j = {i : label_ji = 1} and
+P_j = {i : prob_ji > t_i and label_ji != 2}), each then averaged over the M samples::
+
+    Acc_j  = |P_j ∩ G_j| / |P_j ∪ G_j|
+    Prec_j = |P_j ∩ G_j| / |P_j|
+    Rec_j  = |P_j ∩ G_j| / |G_j|
+    F1_j   = 2 Prec_j Rec_j / (Prec_j + Rec_j)
+
+Zero denominators count as 0: a sample with no predicted positive has Prec_j = 0, one
+with no true positive label Rec_j = 0, one with neither Acc_j = 0 and F1_j = 0; an
+attribute with no positive (negative) certain entry has PR_i = 0 (NR_i = 0). The
+result reports how many attributes lacked positives / negatives, so a 0 from an empty
+class is visible. Every sample counts in the instance averages, also one whose labels
+are all uncertain (it scores 0).
+
+F1 is the mean of the per-sample F1 (METHOD.md: "per sample then averaged"). The
+PromptPAR paper's numbers agree with this convention (e.g. PA100K: Prec 89.27,
+Rec 91.70, F1 90.15, whereas 2·P·R/(P+R) of the means would be 90.47). Rethinking_of_PAR
+instead reports F1 computed from the averaged precision and recall; that value is
+available as :attr:`ParMetrics.f1_of_means` for comparison.
+
+Besides :func:`compute_par_metrics` this module offers a streaming
+:class:`ParMetricAccumulator`, per-attribute threshold calibration
+(:func:`calibrate_thresholds`) and the same computation as an ``evaluate`` metric
+(:data:`EVALUATE_METRIC_PATH`, :func:`load_evaluate_metric`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "EVALUATE_METRIC_PATH",
+    "ParMetricAccumulator",
+    "ParMetrics",
+    "calibrate_thresholds",
+    "compute_par_metrics",
+    "load_evaluate_metric",
+]
+
+#: Folder of the ``evaluate`` metric script; ``evaluate.load(EVALUATE_METRIC_PATH)`` loads it.
+EVALUATE_METRIC_PATH: str = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "hf_metrics", "par_metrics"
+)
+
+_VALID_LABELS = (0, 1, 2)
+
+
+# --------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """numpy view of an array-like; torch tensors are detached and moved to the CPU."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu()
+        if x.is_floating_point():
+            x = x.float()  # numpy has no bfloat16; float32 holds every fp16/bf16 value
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _as_2d(x: Any, what: str) -> np.ndarray:
+    try:
+        array = _to_numpy(x)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{what} must be a rectangular (num_samples, num_attributes) array: {err}") from None
+    if array.dtype == object:
+        raise ValueError(f"{what} must be a rectangular (num_samples, num_attributes) array of numbers")
+    if array.ndim != 2:
+        raise ValueError(f"{what} must have shape (num_samples, num_attributes), got shape {array.shape}")
+    return array
+
+
+def _check_labels(labels: Any, num_attributes: int | None = None) -> np.ndarray:
+    """Labels as an int8 (M, N) array, values checked to lie in {0, 1, 2}."""
+    array = _as_2d(labels, "labels")
+    if num_attributes is not None and array.shape[1] != num_attributes:
+        raise ValueError(f"expected {num_attributes} attributes, got labels of width {array.shape[1]}")
+    if array.dtype == bool:
+        return array.astype(np.int8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"labels must be numeric, got dtype {array.dtype}")
+    bad = ~np.isin(array, _VALID_LABELS)
+    if bad.any():
+        values = np.unique(array[bad])
+        shown = ", ".join(str(v) for v in values[:10]) + (", ..." if values.size > 10 else "")
+        raise ValueError(
+            f"labels must be 0 (negative), 1 (positive) or 2 (uncertain); found other values: {shown}"
+        )
+    return array.astype(np.int8)
+
+
+def _check_probs(probs: Any, num_attributes: int | None = None) -> np.ndarray:
+    """Probabilities as a float64 (M, N) array, checked to lie in [0, 1]."""
+    array = _as_2d(probs, "probs")
+    if num_attributes is not None and array.shape[1] != num_attributes:
+        raise ValueError(f"expected {num_attributes} attributes, got probs of width {array.shape[1]}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"probs must be numeric, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if np.isnan(array).any():
+        raise ValueError("probs contain NaN")
+    if array.size and (array.min() < 0.0 or array.max() > 1.0):
+        raise ValueError(
+            f"probs must be probabilities in [0, 1], got values in [{array.min():.4g}, {array.max():.4g}]; "
+            "if these are logits, apply a sigmoid first (e.g. torch.sigmoid(logits))"
+        )
+    return array
+
+
+def _check_pair(probs: Any, labels: Any, num_attributes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (probs, labels) of one shape (M, N)."""
+    probs = _check_probs(probs, num_attributes)
+    labels = _check_labels(labels, num_attributes)
+    if probs.shape != labels.shape:
+        raise ValueError(f"probs and labels must have the same shape, got {probs.shape} and {labels.shape}")
+    return probs, labels
+
+
+def _check_threshold(threshold: Any, num_attributes: int) -> tuple[np.ndarray, float | list[float]]:
+    """(per-attribute threshold array of shape (N,), JSON-friendly copy of what was given)."""
+    array = _to_numpy(threshold).astype(np.float64) if not isinstance(threshold, (int, float)) else None
+    if array is None or array.ndim == 0:
+        value = float(threshold if array is None else array)
+        if not 0.0 <= value <= 1.0 or math.isnan(value):
+            raise ValueError(f"threshold must lie in [0, 1], got {value}")
+        return np.full(num_attributes, value), value
+    if array.shape != (num_attributes,):
+        raise ValueError(
+            f"threshold must be a float or one value per attribute (shape ({num_attributes},)), "
+            f"got shape {array.shape}"
+        )
+    if np.isnan(array).any() or array.min() < 0.0 or array.max() > 1.0:
+        raise ValueError("every threshold must lie in [0, 1]")
+    return array, [float(t) for t in array]
+
+
+def _check_names(attribute_names: Sequence[str] | None, num_attributes: int) -> list[str]:
+    if attribute_names is None:
+        return [f"attr_{i}" for i in range(num_attributes)]
+    names = [str(n) for n in attribute_names]
+    if len(names) != num_attributes:
+        raise ValueError(f"got {len(names)} attribute names for {num_attributes} attributes")
+    return names
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator elementwise, 0 where the denominator is 0."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    out = np.zeros(np.broadcast(numerator, denominator).shape)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParMetrics:
+    """PAR metrics of one evaluation; every score is a fraction in [0, 1].
+
+    Attributes:
+        mA: mean over attributes of (positive recall + negative recall) / 2.
+        accuracy, precision, recall, f1: instance-based scores, per sample then averaged.
+        threshold: the threshold as given (a float, or a list of N floats).
+        positive_recall, negative_recall: per attribute, TP/(TP+FN) and TN/(TN+FP)
+            (0 where the attribute has no certain positive / negative entry).
+        attribute_names: N names (``attr_i`` when none were given).
+        num_samples: M.
+        num_positives, num_negatives: per attribute, the certain entries labelled 1 / 0.
+        num_uncertain: number of entries labelled 2 (excluded everywhere).
+        num_attributes_without_positives, num_attributes_without_negatives: how many
+            recalls above are 0 because their class was empty.
+        f1_of_means: 2·precision·recall/(precision+recall) of the averaged scores
+            (Rethinking_of_PAR's F1 convention), for comparison only.
+    """
+
+    mA: float
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    threshold: float | list[float]
+    positive_recall: list[float]
+    negative_recall: list[float]
+    attribute_names: list[str]
+    num_samples: int
+    num_positives: list[int] = field(default_factory=list)
+    num_negatives: list[int] = field(default_factory=list)
+    num_uncertain: int = 0
+    num_attributes_without_positives: int = 0
+    num_attributes_without_negatives: int = 0
+    f1_of_means: float = 0.0
+
+    @property
+    def attribute_mA(self) -> list[float]:
+        """Per-attribute (positive recall + negative recall) / 2."""
+        return [(p + n) / 2 for p, n in zip(self.positive_recall, self.negative_recall)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields as plain Python types (JSON-serialisable)."""
+        return asdict(self)
+
+    def _threshold_text(self) -> str:
+        if isinstance(self.threshold, list):
+            return "per-attribute thresholds"
+        return f"threshold {self.threshold:g}"
+
+    def paper_row(self) -> str:
+        """One line in the paper's format, in percent: ``mA 87.47 | Acc 83.78 | ...``."""
+        return (
+            f"mA {100 * self.mA:.2f} | Acc {100 * self.accuracy:.2f} | "
+            f"Prec {100 * self.precision:.2f} | Rec {100 * self.recall:.2f} | "
+            f"F1 {100 * self.f1:.2f} ({self._threshold_text()})"
+        )
+
+    def per_attribute_table(self) -> str:
+        """Plain-text table: name, threshold, #pos, #neg, pos/neg recall and mA in percent."""
+        thresholds = (
+            self.threshold
+            if isinstance(self.threshold, list)
+            else [self.threshold] * len(self.attribute_names)
+        )
+        width = max([len("attribute")] + [len(n) for n in self.attribute_names])
+        header = f"{'attribute':<{width}}  {'thr':>5}" + "".join(
+            f"  {title:>7}" for title in ("#pos", "#neg", "pos_rec", "neg_rec", "mA")
+        )
+        lines = [header, "-" * len(header)]
+        counts_known = len(self.num_positives) == len(self.attribute_names)
+        for i, name in enumerate(self.attribute_names):
+            pos = self.num_positives[i] if counts_known else "?"
+            neg = self.num_negatives[i] if counts_known else "?"
+            lines.append(
+                f"{name:<{width}}  {thresholds[i]:>5.2f}  {pos:>7}  {neg:>7}  "
+                f"{100 * self.positive_recall[i]:>7.2f}  {100 * self.negative_recall[i]:>7.2f}  "
+                f"{100 * self.attribute_mA[i]:>7.2f}"
+            )
+        lines.append("-" * len(header))
+        lines.append(f"{'mean':<{width}}  {'':>5}  {'':>7}  {'':>7}  {'':>7}  {'':>7}  {100 * self.mA:>7.2f}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Computation
+# --------------------------------------------------------------------------------------
+
+
+def _recalls(predicted: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-attribute (positive recall, negative recall, #positives, #negatives)."""
+    positive = labels == 1
+    negative = labels == 0
+    num_pos = positive.sum(axis=0)
+    num_neg = negative.sum(axis=0)
+    true_pos = (positive & predicted).sum(axis=0)
+    true_neg = (negative & ~predicted).sum(axis=0)
+    return _safe_divide(true_pos, num_pos), _safe_divide(true_neg, num_neg), num_pos, num_neg
+
+
+def compute_par_metrics(
+    probs: Any,
+    labels: Any,
+    threshold: float | Sequence[float] | np.ndarray = 0.5,
+    attribute_names: Sequence[str] | None = None,
+) -> ParMetrics:
+    """Compute mA and the instance-based Acc / Prec / Rec / F1 (see the module docstring).
+
+    Args:
+        probs: (M, N) probabilities in [0, 1] (numpy array, torch tensor or nested lists).
+            Logits are rejected: apply a sigmoid first.
+        labels: (M, N) labels in {0, 1, 2}; 2 (uncertain) entries are ignored.
+        threshold: a float, or N floats (one per attribute), each in [0, 1];
+            an entry is predicted positive when ``prob > threshold``.
+        attribute_names: optional N names, used by :meth:`ParMetrics.per_attribute_table`.
+    """
+    probs, labels = _check_pair(probs, labels)
+    num_samples, num_attributes = labels.shape
+    if num_samples == 0:
+        raise ValueError("cannot compute metrics on zero samples")
+    thresholds, threshold_given = _check_threshold(threshold, num_attributes)
+    names = _check_names(attribute_names, num_attributes)
+
+    certain = labels != 2
+    predicted = (probs > thresholds[None, :]) & certain  # P, uncertain entries removed
+    truth = labels == 1  # G
+
+    pos_recall, neg_recall, num_pos, num_neg = _recalls(predicted, labels)
+
+    intersection = (predicted & truth).sum(axis=1)
+    union = (predicted | truth).sum(axis=1)
+    accuracy = _safe_divide(intersection, union)
+    precision = _safe_divide(intersection, predicted.sum(axis=1))
+    recall = _safe_divide(intersection, truth.sum(axis=1))
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+
+    mean_prec, mean_rec = float(precision.mean()), float(recall.mean())
+    return ParMetrics(
+        mA=float(((pos_recall + neg_recall) / 2).mean()),
+        accuracy=float(accuracy.mean()),
+        precision=mean_prec,
+        recall=mean_rec,
+        f1=float(f1.mean()),
+        threshold=threshold_given,
+        positive_recall=[float(v) for v in pos_recall],
+        negative_recall=[float(v) for v in neg_recall],
+        attribute_names=names,
+        num_samples=int(num_samples),
+        num_positives=[int(v) for v in num_pos],
+        num_negatives=[int(v) for v in num_neg],
+        num_uncertain=int((~certain).sum()),
+        num_attributes_without_positives=int((num_pos == 0).sum()),
+        num_attributes_without_negatives=int((num_neg == 0).sum()),
+        f1_of_means=float(_safe_divide(2 * mean_prec * mean_rec, mean_prec + mean_rec)),
+    )
+
+
+class ParMetricAccumulator:
+    """Collects (probs, labels) batches and computes :class:`ParMetrics` over all of them.
+
+    PAR metrics are not additive over batches (per-sample and per-attribute ratios), so
+    the accumulator stores the arrays; :attr:`probs` / :attr:`labels` give them back
+    concatenated, e.g. to gather them across processes before :meth:`compute`.
+
+    Example::
+
+        acc = ParMetricAccumulator(num_attributes=26)
+        for batch in loader:
+            acc.update(torch.sigmoid(model(**batch).logits), batch["labels"])
+        print(acc.compute(threshold=0.5).paper_row())
+    """
+
+    def __init__(self, num_attributes: int):
+        if int(num_attributes) < 1:
+            raise ValueError(f"num_attributes must be positive, got {num_attributes}")
+        self.num_attributes = int(num_attributes)
+        self._probs: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+
+    def update(self, probs: Any, labels: Any) -> None:
+        """Add a batch: ``probs`` (B, N) in [0, 1], ``labels`` (B, N) in {0, 1, 2}."""
+        probs, labels = _check_pair(probs, labels, self.num_attributes)
+        self._probs.append(probs)
+        self._labels.append(labels)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(p) for p in self._probs)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """All probabilities so far, (M, N) float64."""
+        return np.concatenate(self._probs) if self._probs else np.zeros((0, self.num_attributes))
+
+    @property
+    def labels(self) -> np.ndarray:
+        """All labels so far, (M, N) int8."""
+        return np.concatenate(self._labels) if self._labels else np.zeros((0, self.num_attributes), np.int8)
+
+    def compute(
+        self,
+        threshold: float | Sequence[float] | np.ndarray = 0.5,
+        attribute_names: Sequence[str] | None = None,
+    ) -> ParMetrics:
+        """:func:`compute_par_metrics` over every sample added so far."""
+        if not self._probs:
+            raise ValueError("no samples were added; call update() first")
+        return compute_par_metrics(self.probs, self.labels, threshold, attribute_names)
+
+    def reset(self) -> None:
+        self._probs.clear()
+        self._labels.clear()
+
+
+def calibrate_thresholds(
+    probs: Any,
+    labels: Any,
+    grid: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-attribute thresholds that maximise each attribute's label-based accuracy.
+
+    For each attribute i and each candidate t in ``grid`` the score is
+    (PR_i(t) + NR_i(t)) / 2 on the given split (uncertain entries excluded, empty classes
+    count 0 as in :func:`compute_par_metrics`); the best t is kept, ties going to the t
+    closest to 0.5 (then to the smaller t). Use a validation split, never the test split.
+
+    Args:
+        probs, labels: (M, N) as for :func:`compute_par_metrics`.
+        grid: candidate thresholds in [0, 1]; default 0.01, 0.02, ..., 0.99.
+
+    Returns:
+        (N,) float64 array of thresholds, usable as ``threshold=`` elsewhere here.
+    """
+    probs, labels = _check_pair(probs, labels)
+    if grid is None:
+        grid = np.round(np.linspace(0.01, 0.99, 99), 2)
+    grid = np.asarray(_to_numpy(grid), dtype=np.float64).reshape(-1)
+    if grid.size == 0 or np.isnan(grid).any() or grid.min() < 0.0 or grid.max() > 1.0:
+        raise ValueError("grid must be a non-empty sequence of thresholds in [0, 1]")
+    # Visit candidates by preference (closest to 0.5, then smaller) and keep the first
+    # maximum: a later candidate replaces the best only when strictly better.
+    order = sorted(range(grid.size), key=lambda k: (abs(grid[k] - 0.5), grid[k]))
+    certain = labels != 2
+    best_score = np.full(labels.shape[1], -np.inf)
+    best = np.full(labels.shape[1], 0.5)
+    for k in order:
+        predicted = (probs > grid[k]) & certain
+        pos_recall, neg_recall, _, _ = _recalls(predicted, labels)
+        score = (pos_recall + neg_recall) / 2
+        better = score > best_score + 1e-12
+        best_score[better] = score[better]
+        best[better] = grid[k]
+    return best
+
+
+def load_evaluate_metric(**kwargs: Any):
+    """``evaluate.load(EVALUATE_METRIC_PATH, **kwargs)``: the same metrics as an ``evaluate`` module.
+
+    Loading reads the local script only (no Hub access). ``compute(predictions=probs,
+    references=labels, threshold=0.5)`` returns :meth:`ParMetrics.as_dict`.
+    """
+    import evaluate
+
+    return evaluate.load(EVALUATE_METRIC_PATH, **kwargs)
