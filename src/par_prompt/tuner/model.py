@@ -160,16 +160,11 @@ class RegionPromptModel(BaseTuner):
         if kind == "vision_embeddings":
             new_module = RegionTokenLayer(target, adapter_name, peft_config)
         elif kind == "vision_encoder":
-            new_module = VisionPromptLayer(
-                target, adapter_name, peft_config, patch_size=tower_config.patch_size,
-                attn_implementation=tower_config._attn_implementation,
-            )
+            new_module = VisionPromptLayer(target, adapter_name, peft_config, patch_size=tower_config.patch_size)
         elif kind == "text_embeddings":
             new_module = TextPromptEmbeddingLayer(target, adapter_name, peft_config, tower_config.eos_token_id)
         else:
-            new_module = TextPromptEncoderLayer(
-                target, adapter_name, peft_config, attn_implementation=tower_config._attn_implementation
-            )
+            new_module = TextPromptEncoderLayer(target, adapter_name, peft_config)
         if adapter_name not in self.active_adapters:
             new_module.requires_grad_(False)
         self._replace_module(parent, target_name, new_module, target)

@@ -135,9 +135,8 @@ class TextPromptEncoderLayer(RegionPromptLayer):
 
     adapter_layer_names = ("region_prompt_text_deep",)
 
-    def __init__(self, base_layer, adapter_name: str, config, attn_implementation: str) -> None:
+    def __init__(self, base_layer, adapter_name: str, config) -> None:
         super().__init__(base_layer)
-        self.attn_implementation = attn_implementation
         self.region_prompt_text_deep = torch.nn.ParameterDict({})
         self._causal_cache: dict[tuple, torch.Tensor] = {}
         self.update_layer(adapter_name, config)
@@ -199,7 +198,8 @@ class TextPromptEncoderLayer(RegionPromptLayer):
         allowed = self._logical_causal(length, n, inputs_embeds.device)[None, None]  # (1, 1, L, L)
         if attention_mask is not None:
             allowed = allowed & self._valid_keys(attention_mask, n)[:, None, None, :]
-        mask = attention_mask_for(allowed, self.attn_implementation, inputs_embeds.dtype)
+        attn_implementation = self.base_layer.config._attn_implementation  # read per call: it can be switched
+        mask = attention_mask_for(allowed, attn_implementation, inputs_embeds.dtype)
 
         deep = self.region_prompt_text_deep.get(adapter)  # (depth - 1, S, n, w) or None
         hidden = inputs_embeds

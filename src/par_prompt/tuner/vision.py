@@ -80,10 +80,9 @@ class VisionPromptLayer(RegionPromptLayer):
 
     adapter_layer_names = ("region_prompt_vision",)
 
-    def __init__(self, base_layer, adapter_name: str, config, patch_size: int, attn_implementation: str) -> None:
+    def __init__(self, base_layer, adapter_name: str, config, patch_size: int) -> None:
         super().__init__(base_layer)
         self.patch_size = patch_size
-        self.attn_implementation = attn_implementation
         self.region_prompt_vision = torch.nn.ParameterDict({})
         # (grid, num_regions, overlap, m, attn_implementation, dtype, device) -> mask; built once per shape.
         self._mask_cache: dict[tuple, torch.Tensor] = {}
@@ -116,12 +115,13 @@ class VisionPromptLayer(RegionPromptLayer):
         """The layer-shared attention mask (1, 1, L, L), or None when there are no regions."""
         if settings.num_regions == 0:
             return None
+        attn_implementation = self.base_layer.config._attn_implementation  # read per call: it can be switched
         key = (grid_size, settings.num_regions, settings.overlap_rows, settings.prompts_per_group,
-               self.attn_implementation, dtype, device)
+               attn_implementation, dtype, device)
         mask = self._mask_cache.get(key)
         if mask is None:
             allowed = self.layout(settings, grid_size).mask.to(device)
-            mask = attention_mask_for(allowed, self.attn_implementation, dtype)[None, None]
+            mask = attention_mask_for(allowed, attn_implementation, dtype)[None, None]
             self._mask_cache[key] = mask
         return mask
 
