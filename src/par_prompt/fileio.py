@@ -1,0 +1,78 @@
+"""File-system helpers shared by the package: atomic output directories and safe
+safetensors reads."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Union
+
+import torch
+
+
+def _missing_ancestors(path: Path) -> list[Path]:
+    """Ancestors of ``path`` (itself included) that do not exist yet, deepest first."""
+    missing = []
+    for candidate in [path, *path.parents]:
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+@contextmanager
+def atomic_directory(out: Union[str, Path], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh path to write a directory into; it becomes ``out`` on success.
+
+    The path lies in a hidden temporary directory next to ``out`` (same file system, so
+    the final step is a rename). On any exception the temporary directory, and any parent
+    directories this call created, are removed and ``out`` is left as it was. An existing
+    ``out`` is an error unless ``overwrite`` is true, in which case it is replaced only
+    after the new content is complete: the old directory is renamed aside, the new one
+    renamed into place, and only then is the old one deleted.
+    """
+    out = Path(out).absolute()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output directory {out} already exists; pass overwrite=True to replace it")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a directory; choose another output path")
+    created = _missing_ancestors(out.parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    target = tmp / "output"
+    succeeded = False
+    try:
+        yield target
+        if not target.is_dir():
+            raise RuntimeError(f"nothing was written to {target}")
+        if out.exists():
+            out.rename(tmp / "previous")
+        target.rename(out)
+        succeeded = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not succeeded:
+            for directory in created:  # deepest first
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+
+
+def read_safetensors(path: Union[str, Path], what: str) -> dict[str, torch.Tensor]:
+    """Load a safetensors file on the CPU; a corrupt or truncated file gets an error that
+    names it. (safetensors holds no code, unlike pickle-based formats.)"""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} is missing.")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"{what} file {path} is corrupt or truncated ({error}). Download or save it again."
+        ) from error

@@ -1,0 +1,306 @@
+"""PromptPARModel: frozen CLIP with region prompts, MM-Former, heads and GL aggregator.
+
+The path of the data (METHOD.md §2-§6)::
+
+    pixels --CLIP vision tower + region prompts--> (B, L, w) --post-LN, projection--> (B, L, d)
+    sentences --CLIP text tower + text prompts--> (N, d)          (cached in eval mode)
+    [text (N, F), visual (B, L, F)] --MM-Former--> first N tokens --heads + BN--> logits (B, N)
+    class tokens (B, K+1, d) x text (N, d) --aggregator--> gl_logits (B, N)
+    loss = wBCE(logits) + alpha * wBCE(gl_logits)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Optional, Union
+
+import torch
+from peft import get_peft_model
+from torch import nn
+from transformers import CLIPModel, PreTrainedModel, ViTModel
+
+from ..losses import validate_labels, weighted_bce_with_logits
+from ..sentences import resolve_sentences
+from ..tuner.layer import RegionPromptLayer
+from ..tuner.text import TextPromptEmbeddingLayer, TextPromptEncoderLayer
+from .configuration import PromptPARConfig
+from .fusion import MMFormer, SequenceMLP
+from .heads import AttributeHeads, GlobalLocalAggregator
+from .outputs import PromptPAROutput
+
+from .serialization import PromptPARSerializationMixin
+
+
+def tokenize_sentences(tokenizer, sentences: list[str], num_prompts: int, context_length: int) -> torch.Tensor:
+    """Token ids (N, context_length) of the sentences, each [SOT, tokens, EOT, pad...].
+
+    A sentence that would not leave room for the ``num_prompts`` text prompts is an
+    error that names it (CLIP would otherwise cut its end token off).
+    """
+    encoded = tokenizer(list(sentences), padding=False, truncation=False)["input_ids"]
+    room = context_length - num_prompts
+    for sentence, ids in zip(sentences, encoded):
+        if len(ids) > room:
+            raise ValueError(
+                f"The sentence {sentence!r} is {len(ids) - 2} tokens long; with {num_prompts} text prompts a sentence "
+                f"may have at most {room - 2} tokens in CLIP's {context_length} positions. Shorten it."
+            )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return torch.tensor([ids + [pad] * (context_length - len(ids)) for ids in encoded], dtype=torch.long)
+
+
+class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
+    """PromptPAR (METHOD.md): pedestrian attribute recognition on a frozen CLIP.
+
+    Build a new model from pretrained backbones with :meth:`from_backbones`, load a
+    trained one with :meth:`from_pretrained`. ``PromptPARModel(config)`` builds from
+    configs alone (random backbones, or on the meta device for sizes); the sentences are
+    tokenized when a tokenizer is attached (:meth:`attach_tokenizer`), which both
+    constructors do with the CLIP tokenizer of the base.
+    """
+
+    config_class = PromptPARConfig
+    base_model_prefix = "prompt_par"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CLIPEncoderLayer", "ViTLayer"]
+
+    def __init__(
+        self,
+        config: PromptPARConfig,
+        clip_model: Optional[CLIPModel] = None,
+        fusion_vit: Optional[ViTModel] = None,
+    ) -> None:
+        super().__init__(config)
+        if not config.attributes:
+            raise ValueError("PromptPARConfig.attributes is empty: give the names of the attributes to recognise.")
+        config.sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
+        num_attributes = config.num_attributes
+
+        clip = clip_model if clip_model is not None else CLIPModel(config.get_clip_config())
+        clip.requires_grad_(False)
+        self.clip = get_peft_model(clip, config.region_prompt_config())
+        clip_config = clip.config
+        projection_dim = clip_config.projection_dim
+        fusion_config = config.get_fusion_config()
+        width = fusion_config.hidden_size
+
+        self.text_projection = nn.Linear(projection_dim, width)
+        self.visual_projection = nn.Linear(projection_dim, width)
+        if config.fusion_layers > 0:
+            self.fusion = MMFormer(fusion_config, config.fusion_layers)
+            if fusion_vit is not None:
+                self.fusion.load_from_vit(fusion_vit)
+        else:
+            self.fusion = SequenceMLP(num_attributes + self.visual_length, width, fusion_config.layer_norm_eps)
+        self.heads = AttributeHeads(num_attributes, width)
+        self.aggregator = GlobalLocalAggregator(num_attributes, config.gl_threshold)
+        self.register_buffer("positive_ratios", torch.full((num_attributes,), math.nan))
+        self.register_buffer("sentence_ids", torch.zeros(num_attributes, 0, dtype=torch.long), persistent=False)
+        self.tokenizer = None
+        self.image_processor = None
+        self._text_cache: Optional[tuple[tuple, torch.Tensor]] = None
+
+        # The backbones come initialised (by their own classes or from checkpoints);
+        # post_init must only initialise the parts this class adds.
+        for module in [*self.clip.modules(), *(self.fusion.layers.modules() if config.fusion_layers else [])]:
+            module._is_hf_initialized = True
+        self.post_init()
+        self.freeze_backbones()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def clip_model(self) -> CLIPModel:
+        """The CLIPModel carrying the prompt layers."""
+        return self.clip.get_base_model()
+
+    @property
+    def visual_length(self) -> int:
+        """L, the length of the prompted visual sequence at the model's image size."""
+        vision = self.config.get_clip_config().vision_config
+        grid = vision.image_size // vision.patch_size
+        groups = self.config.num_regions + 1 if self.config.prompts_per_group > 0 else 0
+        return groups * (self.config.prompts_per_group + 1) + grid * grid if groups else 1 + grid * grid
+
+    def class_token_indices(self) -> torch.Tensor:
+        """Positions of CLS, CLS_1..CLS_K in the visual sequence."""
+        if self.config.prompts_per_group == 0:
+            return torch.zeros(1, dtype=torch.long)
+        return torch.arange(self.config.num_regions + 1) * (self.config.prompts_per_group + 1)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if module is self.text_projection or module is self.visual_projection:
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, AttributeHeads):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, GlobalLocalAggregator):
+            nn.init.ones_(module.temperature)
+        elif isinstance(module, nn.BatchNorm1d):
+            module.reset_parameters()
+        elif isinstance(module, SequenceMLP):
+            for layer in module.mix:
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, std=std)
+                    nn.init.zeros_(layer.bias)
+        elif isinstance(module, nn.LayerNorm) and module is getattr(self.fusion, "norm", None):
+            if self.config.fusion_layers == 0:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def prompt_layers(self) -> Iterator[RegionPromptLayer]:
+        return (m for m in self.clip.modules() if isinstance(m, RegionPromptLayer))
+
+    def prompt_parameters(self) -> list[nn.Parameter]:
+        """Visual prompts, region class tokens and text prompts of the active adapter (lr 4e-3 in the paper)."""
+        adapter = self.clip.active_adapter
+        params = []
+        for layer in self.prompt_layers():
+            for name in layer.adapter_layer_names:
+                container = getattr(layer, name)
+                if adapter in container:
+                    params.append(container[adapter])
+        return params
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The head-side trainable parameters (lr 8e-3 in the paper): projections, fusion
+        norm (or the sequence MLP), heads, BatchNorms and the temperature."""
+        frozen = {id(p) for p in (self.fusion.frozen_parameters())}
+        modules = [self.text_projection, self.visual_projection, self.fusion, self.heads, self.aggregator]
+        return [p for m in modules for p in m.parameters() if id(p) not in frozen]
+
+    def freeze_backbones(self) -> None:
+        """METHOD.md §7: only prompts and head-side parameters train."""
+        self.requires_grad_(False)
+        for param in [*self.prompt_parameters(), *self.head_parameters()]:
+            param.requires_grad_(True)
+
+    # --------------------------------------------------------------- attachments
+    def attach_tokenizer(self, tokenizer) -> None:
+        """Tokenize the sentences with ``tokenizer`` (the CLIP tokenizer of the base).
+
+        Both constructors call this; call it yourself after ``PromptPARModel(config)``.
+        """
+        context = self.clip_model.config.text_config.max_position_embeddings
+        ids = tokenize_sentences(tokenizer, self.config.sentences, self.config.text_prompts, context)
+        vocab = self.clip_model.config.text_config.vocab_size
+        if int(ids.max()) >= vocab:
+            raise ValueError(f"The tokenizer produces ids up to {int(ids.max())}, beyond the CLIP vocabulary of {vocab}.")
+        self.sentence_ids = ids.to(self.positive_ratios.device)
+        self.tokenizer = tokenizer
+        self._text_cache = None
+
+    def attach_image_processor(self, image_processor) -> None:
+        self.image_processor = image_processor
+
+    def set_positive_ratios(self, ratios) -> None:
+        """Positive ratio of each attribute in the training split (METHOD.md §6); saved with the model."""
+        ratios = torch.as_tensor(ratios, dtype=torch.float32).flatten()
+        if ratios.numel() != self.config.num_attributes:
+            raise ValueError(
+                f"Expected {self.config.num_attributes} positive ratios (one per attribute), got {ratios.numel()}."
+            )
+        if not torch.all((ratios >= 0) & (ratios <= 1)):
+            raise ValueError("Positive ratios must lie in [0, 1].")
+        self.positive_ratios.copy_(ratios.to(self.positive_ratios.device))
+
+    # ----------------------------------------------------------------------- text
+    def _text_cache_key(self, device: torch.device) -> tuple:
+        versions = tuple((p.data_ptr(), p._version) for p in self._text_prompt_parameters())
+        autocast = torch.is_autocast_enabled(device.type)
+        return (versions, str(self.clip.active_adapter), any(l.disable_adapters for l in self.prompt_layers()),
+                device, torch.is_inference_mode_enabled(), torch.is_grad_enabled(), autocast,
+                torch.get_autocast_dtype(device.type) if autocast else None)
+
+    def _text_prompt_parameters(self) -> list[nn.Parameter]:
+        params = []
+        for layer in self.prompt_layers():
+            if isinstance(layer, (TextPromptEmbeddingLayer, TextPromptEncoderLayer)):
+                for name in layer.adapter_layer_names:
+                    params.extend(getattr(layer, name).values())
+        return params
+
+    def text_features(self) -> torch.Tensor:
+        """Projected sentence features (N, d). In eval mode they are computed once and
+        reused until the text prompts change (any in-place update, e.g. an optimizer
+        step or a load, bumps their version) or the mode, device or precision changes."""
+        if self.sentence_ids.shape[1] == 0:
+            raise ValueError(
+                "No tokenizer is attached, so the attribute sentences are not tokenized. Load the model with "
+                "PromptPARModel.from_pretrained / from_backbones, or call model.attach_tokenizer(tokenizer) with "
+                "the CLIP tokenizer of the base."
+            )
+        device = self.sentence_ids.device
+        key = None if self.training else self._text_cache_key(device)
+        if key is not None and self._text_cache is not None and self._text_cache[0] == key:
+            return self._text_cache[1]
+        clip = self.clip_model
+        pooled = clip.text_model(input_ids=self.sentence_ids).pooler_output
+        features = clip.text_projection(pooled)
+        self._text_cache = None if key is None else (key, features)
+        return features
+
+    def train(self, mode: bool = True):
+        self._text_cache = None
+        return super().train(mode)
+
+    def predict(self, images, threshold=None, batch_size: int = 32):
+        """Attribute probabilities and predicted labels for raw images; see
+        :func:`par_prompt.inference.predict`."""
+        from ..inference.predict import predict
+
+        return predict(self, images, threshold=threshold, batch_size=batch_size)
+
+    # -------------------------------------------------------------------- forward
+    def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The prompted visual sequence after CLIP's post-layernorm and projection: (B, L, d)."""
+        clip = self.clip_model
+        hidden = clip.vision_model(pixel_values=pixel_values).last_hidden_state
+        return clip.visual_projection(clip.vision_model.post_layernorm(hidden))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        output_features: bool = False,
+        return_dict: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Union[PromptPAROutput, tuple]:
+        """
+        Args:
+            pixel_values: (B, 3, S, S) images from the PromptPAR image processor.
+            labels: (B, N) with 1, 0 or 2 (uncertain); gives ``loss``.
+            output_features: also return the visual tokens and text features.
+        """
+        if labels is not None:
+            validate_labels(labels, self.config.num_attributes)
+        text = self.text_features()  # (N, d)
+        visual = self.visual_tokens(pixel_values)  # (B, L, d)
+        batch, num_attributes = visual.shape[0], text.shape[0]
+
+        text_tokens = self.text_projection(text.to(visual.dtype)).unsqueeze(0).expand(batch, -1, -1)
+        fused = self.fusion(torch.cat([text_tokens, self.visual_projection(visual)], dim=1))  # (B, N + L, F)
+        if self.training and batch < 2:
+            raise ValueError("Training needs batches of at least 2 images (the heads end in a BatchNorm).")
+        logits = self.heads(fused[:, :num_attributes])
+        class_tokens = visual[:, self.class_token_indices().to(visual.device)]
+        gl_logits = self.aggregator(class_tokens, text, self.clip_model.logit_scale)
+
+        loss = None
+        if labels is not None:
+            ratios = self.positive_ratios
+            if torch.isnan(ratios).any():
+                raise ValueError(
+                    "The loss needs the positive ratio of each attribute in the training split: call "
+                    "model.set_positive_ratios(ratios) first (par_prompt.losses.compute_positive_ratios(labels))."
+                )
+            loss = weighted_bce_with_logits(logits, labels, ratios)
+            loss = loss + self.config.gl_alpha * weighted_bce_with_logits(gl_logits, labels, ratios)
+
+        output = PromptPAROutput(
+            loss=loss, logits=logits, gl_logits=gl_logits,
+            visual_tokens=visual if output_features else None, text_features=text if output_features else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
