@@ -156,3 +156,10 @@ def test_bf16_autocast_forward(model, pixels, labels):
     out.loss.backward()
 
 
+
+
+def test_bf16_weights(model, pixels):
+    model = model.to(torch.bfloat16).eval()
+    with torch.inference_mode():
+        out = model(pixels.to(torch.bfloat16))
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.gl_logits.float()).all()

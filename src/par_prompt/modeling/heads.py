@@ -55,4 +55,4 @@ class GlobalLocalAggregator(nn.Module):
             combined = (local + global_scores) / 2
         else:
             combined = global_scores
-        return self.batch_norm(combined)
+        return self.batch_norm(combined.to(self.batch_norm.weight.dtype))
