@@ -118,18 +118,18 @@ def weighted_bce_with_logits(
     return per_entry.sum() / batch_size
 
 
-def compute_positive_ratios(labels: Any) -> torch.Tensor:
+def compute_positive_ratios(labels: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """r_i = #(label 1) / #(label 0 or 1) per attribute over a split's (M, N) labels.
 
     Uncertain entries are left out of both counts (the official code averages the raw
     labels, which counts a 2 as two positives). An attribute without any certain entry
     gets 0.5; its entries are all uncertain, so its weight never matters.
-    Returns a float32 (N,) tensor on the labels' device (CPU for non-tensors).
+    Returns an (N,) tensor of ``dtype`` on the labels' device (CPU for non-tensors).
     """
     labels = torch.as_tensor(labels)
     num_attributes = labels.shape[-1] if labels.ndim == 2 else 0
     validate_labels(labels, num_attributes)
-    positives = (labels == 1).sum(dim=0).to(torch.float32)
-    certain = ((labels == 0) | (labels == 1)).sum(dim=0).to(torch.float32)
+    positives = (labels == 1).sum(dim=0).to(dtype)
+    certain = ((labels == 0) | (labels == 1)).sum(dim=0).to(dtype)
     ratios = positives / certain.clamp(min=1)
     return torch.where(certain > 0, ratios, torch.full_like(ratios, 0.5))
