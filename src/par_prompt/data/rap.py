@@ -1,0 +1,151 @@
+"""RAPv1 (Li et al., 2016) and RAPv2 (Li et al., TIP 2019).
+
+Both ship ``RAP_annotation.mat`` (MATLAB v5; looked up in ``src`` and in
+``src/RAP_annotation/``) with one top-level struct ``RAP_annotation`` (1×1), and the
+images in ``src/RAP_dataset/`` (or ``src``). Label value 2 (uncertain) is kept as 2.
+
+RAPv1 (41,585 images) -- fields used::
+
+    imagesname      41585×1 cell of strings: image file names
+    attribute_eng   92×1 cell of strings: attribute names (the first 51 are evaluated)
+    label           41585×92 numeric matrix of 0/1 (2 = uncertain)
+    partion         (sic; ``partition`` accepted) 5×1 cell; each a 1×1 struct with
+                    ``train_index`` (1×33268) and ``test_index`` (1×8317), 1-based rows
+
+RAPv1 defines no validation split. Ours is derived deterministically from the chosen
+partition's ``train_index``: a permutation seeded with the partition number picks
+``round(VALIDATION_FRACTION × n)`` of them (10%); they keep their original order and
+are removed from train. The test split is the file's ``test_index`` unchanged. (The
+public PromptPAR / Rethinking_of_PAR code trains on the whole ``train_index`` and picks
+checkpoints on test; we keep test for the final report only.)
+
+RAPv2 (84,928 images) -- fields used::
+
+    name                84928×1 cell of strings: image file names
+    attribute           152×1 cell of strings
+    data                84928×152 numeric matrix of 0/1 (2 = uncertain)
+    selected_attribute  1×54: 1-based indices into ``attribute`` of the evaluated ones
+    partition_attribute 1×5 cell (5×1 accepted); each a 1×1 struct with ``train_index``,
+                        ``val_index``, ``test_index`` (row vectors of 1-based rows)
+
+Attributes keep the file's order (``selected_attribute`` order for RAPv2).
+``partition`` (0-4) picks one of the five partitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._mat import MatStruct, cell_items, index_vector, load_mat, matrix, strings, top_level
+from .common import Annotation, ParDataError, check_label_matrix, find_file, find_image_root, select_rows
+
+RAPV1_ATTRIBUTES = 51
+RAPV2_ATTRIBUTES = 54
+VALIDATION_FRACTION = 0.1
+IMAGE_DIRS = ("RAP_dataset",)
+_MAT_FILES = ("RAP_annotation.mat", "RAP_annotation/RAP_annotation.mat")
+
+
+def _load(src: Path) -> tuple[MatStruct, Path]:
+    path = find_file(src, _MAT_FILES, "RAP_annotation.mat")
+    return MatStruct(top_level(load_mat(path), "RAP_annotation", path), "RAP_annotation", path), path
+
+
+def _partition(rap: MatStruct, names: tuple[str, ...], partition: int, path: Path) -> MatStruct:
+    partitions = cell_items(rap.field(*names))
+    if not 0 <= partition < len(partitions):
+        raise ParDataError(
+            f"{path}: partition {partition} requested, the file has {len(partitions)} "
+            f"(0..{len(partitions) - 1})"
+        )
+    return MatStruct(partitions[partition], f"RAP_annotation.{names[0]}{{{partition + 1}}}", path)
+
+
+def split_validation(train: np.ndarray, partition: int, fraction: float = VALIDATION_FRACTION):
+    """Deterministically move ``round(fraction × n)`` train rows to validation.
+
+    Returns ``(train, validation)``, both in the original order.
+    """
+    rng = np.random.default_rng(partition)
+    count = int(round(fraction * train.size))
+    chosen = np.zeros(train.size, dtype=bool)
+    chosen[rng.permutation(train.size)[:count]] = True
+    return train[~chosen], train[chosen]
+
+
+def read_rapv1(src: Path, partition: int = 0) -> Annotation:
+    """Read RAPv1's ``RAP_annotation.mat`` (layout in the module docstring)."""
+    from par_prompt.sentences import expand_attributes
+
+    rap, path = _load(src)
+    names = strings(rap.field("imagesname"), "RAP_annotation.imagesname", path)
+    raw_names = strings(rap.field("attribute_eng"), "RAP_annotation.attribute_eng", path)
+    raw = matrix(rap.field("label"), "RAP_annotation.label", path)
+    if raw.shape[1] != len(raw_names):
+        raise ParDataError(
+            f"{path}: RAP_annotation.label has {raw.shape[1]} columns but attribute_eng has "
+            f"{len(raw_names)} names"
+        )
+    if raw.shape[0] != len(names):
+        raise ParDataError(
+            f"{path}: RAP_annotation.label has {raw.shape[0]} rows but imagesname lists {len(names)}"
+        )
+    if len(raw_names) < RAPV1_ATTRIBUTES:
+        raise ParDataError(
+            f"{path}: RAPv1 evaluates the first {RAPV1_ATTRIBUTES} attributes, the file has {len(raw_names)}"
+        )
+    attributes = raw_names[:RAPV1_ATTRIBUTES]
+    labels = check_label_matrix(
+        raw[:, :RAPV1_ATTRIBUTES], len(attributes), f"{path} field 'RAP_annotation.label'"
+    )
+
+    part = _partition(rap, ("partion", "partition"), partition, path)
+    train = index_vector(part.field("train_index"), f"{part.where}.train_index", path, len(names))
+    test = index_vector(part.field("test_index"), f"{part.where}.test_index", path, len(names))
+    train, validation = split_validation(train, partition)
+    root = find_image_root(src, IMAGE_DIRS, names)
+    splits = {
+        "train": select_rows(labels, names, train, root),
+        "validation": select_rows(labels, names, validation, root),
+        "test": select_rows(labels, names, test, root),
+    }
+    return Annotation(
+        "rapv1", attributes, expand_attributes(attributes, dataset="rapv1"), splits, path, partition
+    )
+
+
+def read_rapv2(src: Path, partition: int = 0) -> Annotation:
+    """Read RAPv2's ``RAP_annotation.mat`` (layout in the module docstring)."""
+    from par_prompt.sentences import expand_attributes
+
+    rap, path = _load(src)
+    names = strings(rap.field("name"), "RAP_annotation.name", path)
+    raw_names = strings(rap.field("attribute"), "RAP_annotation.attribute", path)
+    raw = matrix(rap.field("data"), "RAP_annotation.data", path)
+    if raw.shape[1] != len(raw_names):
+        raise ParDataError(
+            f"{path}: RAP_annotation.data has {raw.shape[1]} columns but attribute has {len(raw_names)} names"
+        )
+    if raw.shape[0] != len(names):
+        raise ParDataError(f"{path}: RAP_annotation.data has {raw.shape[0]} rows but name lists {len(names)}")
+    selected = index_vector(
+        rap.field("selected_attribute"), "RAP_annotation.selected_attribute", path, len(raw_names)
+    )
+    if selected.size != RAPV2_ATTRIBUTES:
+        raise ParDataError(
+            f"{path}: RAPv2 evaluates {RAPV2_ATTRIBUTES} attributes, selected_attribute has {selected.size}"
+        )
+    attributes = [raw_names[i] for i in selected]
+    labels = check_label_matrix(raw[:, selected], len(attributes), f"{path} field 'RAP_annotation.data'")
+
+    part = _partition(rap, ("partition_attribute",), partition, path)
+    root = find_image_root(src, IMAGE_DIRS, names)
+    splits = {}
+    for split, field in (("train", "train_index"), ("validation", "val_index"), ("test", "test_index")):
+        rows = index_vector(part.field(field), f"{part.where}.{field}", path, len(names))
+        splits[split] = select_rows(labels, names, rows, root)
+    return Annotation(
+        "rapv2", attributes, expand_attributes(attributes, dataset="rapv2"), splits, path, partition
+    )
