@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from transformers import ViTConfig
 
 from par_prompt import PromptPARConfig, PromptPARModel
 from par_prompt.testing import (
