@@ -1,0 +1,421 @@
+"""Evaluate a PromptPAR model on a split of a PAR data set.
+
+The steps, each its own function so the CLI, the example script and the training loop
+share them:
+
+1. :func:`check_attributes`: the data set must name the model's attributes, in order.
+2. :func:`predict_split`: probabilities and labels of one split, through the model's own
+   image processor (:func:`~par_prompt.evaluation.predictions.collect_predictions`).
+3. :func:`resolve_threshold`: an explicit threshold, else the model config's
+   ``attribute_thresholds``, else ``config.threshold``; or thresholds calibrated on the
+   validation split (:func:`calibrate_on_split`), never on the evaluated split.
+4. :func:`~par_prompt.metrics.compute_par_metrics`, wrapped in an
+   :class:`EvaluationResult` that prints the paper row and the per-attribute table and
+   serialises to JSON (:meth:`EvaluationResult.to_json_dict`, :func:`write_json`).
+
+:func:`evaluate_model` runs them in order; :func:`save_with_thresholds` stores
+calibrated thresholds in a saved copy of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+
+from ..metrics import ParMetrics, calibrate_thresholds, compute_par_metrics
+from .predictions import collect_predictions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..data.pardata import ParData
+
+__all__ = [
+    "EvaluationError",
+    "EvaluationResult",
+    "ThresholdChoice",
+    "calibrate_on_split",
+    "check_attributes",
+    "check_split",
+    "evaluate_model",
+    "predict_split",
+    "resolve_threshold",
+    "save_with_thresholds",
+    "write_json",
+]
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_SPLIT = "validation"
+PAPER_COLUMNS = (("mA", "mA"), ("Acc", "accuracy"), ("Prec", "precision"), ("Rec", "recall"), ("F1", "f1"))
+
+
+class EvaluationError(ValueError):
+    """Input that cannot be evaluated (mismatched attributes, unknown split, bad threshold, ...).
+
+    The message names the problem and how to fix it.
+    """
+
+
+# ------------------------------------------------------------------------ checks
+
+
+def check_attributes(
+    model_attributes: Sequence[str], data_attributes: Sequence[str], label_width: Optional[int] = None
+) -> None:
+    """Raise :class:`EvaluationError` unless the data set's attributes equal the model's.
+
+    Names and order must match: the model's output ``i`` is scored against label column
+    ``i``. ``label_width`` (values per label row in the data) is checked too. The error
+    names the first differing positions and the names only one side has.
+    """
+    model_attributes, data_attributes = list(model_attributes), list(data_attributes)
+    problems = []
+    if label_width is not None and label_width != len(model_attributes):
+        problems.append(
+            f"the labels hold {label_width} values per image but the model predicts {len(model_attributes)}"
+        )
+    if model_attributes != data_attributes:
+        if len(model_attributes) != len(data_attributes):
+            problems.append(f"the model has {len(model_attributes)} attributes, the data set {len(data_attributes)}")
+        only_model = [a for a in model_attributes if a not in set(data_attributes)]
+        only_data = [a for a in data_attributes if a not in set(model_attributes)]
+        if only_model:
+            problems.append(f"only the model has {_first(only_model)}")
+        if only_data:
+            problems.append(f"only the data set has {_first(only_data)}")
+        pairs = enumerate(zip(model_attributes, data_attributes, strict=False))  # lengths may differ
+        differing = [f"#{i}: model {m!r} vs data {d!r}" for i, (m, d) in pairs if m != d]
+        if differing:
+            problems.append("first differences: " + "; ".join(differing[:3]))
+    if problems:
+        raise EvaluationError(
+            "The data set does not match the model's attributes (" + "; ".join(problems) + "). Evaluate the model "
+            "on the data set it was trained for, or convert the data with the model's attribute list "
+            "(model.config.attributes)."
+        )
+
+
+def _first(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_split(data: ParData, split: str, purpose: str = "evaluate") -> None:
+    """Raise :class:`EvaluationError` listing the available splits unless ``data`` has ``split``."""
+    if split not in data.splits:
+        raise EvaluationError(
+            f"The data set has no {split!r} split to {purpose}; available splits: {', '.join(data.splits)}."
+        )
+
+
+def _label_width(dataset: Any) -> Optional[int]:
+    length = getattr(dataset.features.get("labels"), "length", None)
+    return length if isinstance(length, int) and length >= 0 else None
+
+
+# -------------------------------------------------------------------- thresholds
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The threshold(s) used for an evaluation and where they came from.
+
+    Attributes:
+        value: one float, or one float per attribute.
+        source: ``"--threshold"``, ``"config.threshold"``, ``"config.attribute_thresholds"``
+            or ``"calibrated on <split>"``.
+    """
+
+    value: Union[float, list[float]]
+    source: str
+
+    @property
+    def per_attribute(self) -> bool:
+        return isinstance(self.value, list)
+
+    def describe(self) -> str:
+        """``"global 0.50"``, ``"per-attribute (calibrated on validation)"`` or
+        ``"per-attribute (from the model config)"``."""
+        if not self.per_attribute:
+            return f"global {self.value:.2f}"
+        if self.source.startswith("calibrated"):
+            return f"per-attribute ({self.source})"
+        return "per-attribute (from the model config)"
+
+    def values(self, num_attributes: int) -> list[float]:
+        """One threshold per attribute."""
+        return list(self.value) if self.per_attribute else [float(self.value)] * num_attributes
+
+
+def check_threshold(value: float) -> float:
+    """``value`` as a float in [0, 1], else :class:`EvaluationError`."""
+    value = float(value)
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise EvaluationError(
+            f"The threshold must lie in [0, 1] (it is compared with probabilities); got {value}."
+        )
+    return value
+
+
+def resolve_threshold(config: Any, override: Optional[float] = None) -> ThresholdChoice:
+    """The threshold to evaluate with: ``override`` if given, else the config's
+    ``attribute_thresholds`` if set, else ``config.threshold``."""
+    if override is not None:
+        return ThresholdChoice(check_threshold(override), "--threshold")
+    per_attribute = getattr(config, "attribute_thresholds", None)
+    if per_attribute is not None:
+        return ThresholdChoice([float(t) for t in per_attribute], "config.attribute_thresholds")
+    return ThresholdChoice(check_threshold(getattr(config, "threshold", 0.5)), "config.threshold")
+
+
+# ------------------------------------------------------------------- predictions
+
+
+def _image_transform(model: Any):
+    """The evaluation pipeline (no augmentation) of the model's image processor."""
+    from ..data.transforms import ImageTransform
+
+    processor = getattr(model, "image_processor", None)
+    if processor is None:
+        size = model.config.get_clip_config().vision_config.image_size
+        logger.warning("the model has no image processor; using CLIP's mean/std at size %d", size)
+        return ImageTransform(size=size, train=False)
+    return ImageTransform.from_processor(processor, train=False)
+
+
+def predict_split(
+    model: Any, data: ParData, split: str, batch_size: int = 32, num_workers: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of ``data[split]``, in data set order (no augmentation).
+
+    Images go through :class:`~par_prompt.data.ImageTransform` built from the model's
+    image processor, i.e. the same size, padding and normalisation as at inference.
+    """
+    from torch.utils.data import DataLoader
+
+    check_split(data, split, "evaluate")
+    if int(batch_size) < 1:
+        raise EvaluationError(f"batch_size must be a positive integer, got {batch_size}.")
+    if int(num_workers) < 0:
+        raise EvaluationError(f"num_workers must be 0 or more, got {num_workers}.")
+    dataset = data.with_image_transforms(_image_transform(model), train_split=None)[split]
+    loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
+    return collect_predictions(model, loader)
+
+
+def calibrate_on_split(
+    model: Any,
+    data: ParData,
+    split: str = VALIDATION_SPLIT,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    grid: Optional[Sequence[float]] = None,
+) -> np.ndarray:
+    """Per-attribute thresholds maximising each attribute's mA on ``data[split]``
+    (:func:`~par_prompt.metrics.calibrate_thresholds`); a (N,) float64 array."""
+    check_split(data, split, "calibrate the thresholds on")
+    check_attributes(model.config.attributes, data.attributes, _label_width(data.splits[split]))
+    probs, labels = predict_split(model, data, split, batch_size, num_workers)
+    return calibrate_thresholds(probs, labels, grid=grid)
+
+
+# ------------------------------------------------------------------------ result
+
+
+@dataclass
+class EvaluationResult:
+    """The metrics of one evaluation and what they were computed on.
+
+    Attributes:
+        metrics: the :class:`~par_prompt.metrics.ParMetrics` (fractions in [0, 1]).
+        threshold: the :class:`ThresholdChoice` used.
+        model: the model id or path evaluated.
+        dataset: the data set id or path.
+        split: the evaluated split.
+        calibration_split: the split the thresholds were calibrated on, if any.
+        calibration_images: its number of images.
+    """
+
+    metrics: ParMetrics
+    threshold: ThresholdChoice
+    model: Optional[str]
+    dataset: Optional[str]
+    split: str
+    calibration_split: Optional[str] = None
+    calibration_images: Optional[int] = None
+
+    @property
+    def num_images(self) -> int:
+        return self.metrics.num_samples
+
+    def paper_numbers(self) -> dict[str, float]:
+        """mA, Acc, Prec, Rec, F1 in percent, rounded to two decimals (the paper's format)."""
+        return {title: round(100 * getattr(self.metrics, field), 2) for title, field in PAPER_COLUMNS}
+
+    def paper_row(self) -> str:
+        """``mA 87.47 | Acc 83.78 | Prec 89.27 | Rec 91.70 | F1 90.15 | threshold global 0.50``."""
+        cells = [f"{title} {100 * getattr(self.metrics, field):.2f}" for title, field in PAPER_COLUMNS]
+        return " | ".join(cells + [f"threshold {self.threshold.describe()}"])
+
+    def report(self) -> str:
+        """The text the CLI prints: a header, the paper row and the per-attribute table."""
+        header = (
+            f"PromptPAR evaluation of {self.model or 'the model'} on {self.dataset or 'the data set'}, "
+            f"split {self.split!r} ({self.num_images} images)"
+        )
+        return "\n".join([header, "", self.paper_row(), "", self.metrics.per_attribute_table()])
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Everything printed, as JSON-ready data.
+
+        ``paper_row`` and ``per_attribute`` are in percent with two decimals, as printed;
+        ``metrics`` holds the unrounded fractions of :meth:`ParMetrics.as_dict`.
+        """
+        m = self.metrics
+        thresholds = self.threshold.values(len(m.attribute_names))
+        per_attribute = [
+            {
+                "attribute": name,
+                "threshold": thresholds[i],
+                "num_positives": m.num_positives[i],
+                "num_negatives": m.num_negatives[i],
+                "positive_recall": round(100 * m.positive_recall[i], 2),
+                "negative_recall": round(100 * m.negative_recall[i], 2),
+                "mA": round(100 * m.attribute_mA[i], 2),
+            }
+            for i, name in enumerate(m.attribute_names)
+        ]
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "split": self.split,
+            "num_images": self.num_images,
+            "threshold": {
+                "description": self.threshold.describe(),
+                "source": self.threshold.source,
+                "per_attribute": self.threshold.per_attribute,
+                "value": None if self.threshold.per_attribute else self.threshold.value,
+                "values": thresholds,
+            },
+            "calibration": (
+                None if self.calibration_split is None
+                else {"split": self.calibration_split, "num_images": self.calibration_images}
+            ),
+            "units": {"paper_row": "percent", "per_attribute": "percent", "metrics": "fraction"},
+            "paper_row": self.paper_numbers(),
+            "per_attribute": per_attribute,
+            "metrics": m.as_dict(),
+        }
+
+
+def write_json(data: dict[str, Any], path: Union[str, os.PathLike]) -> Path:
+    """Write ``data`` as indented JSON, atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a card / report is meant to be read
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------- pipeline
+
+
+def evaluate_model(
+    model: Any,
+    data: ParData,
+    split: str = "test",
+    *,
+    threshold: Optional[float] = None,
+    calibrate: bool = False,
+    calibration_split: str = VALIDATION_SPLIT,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    model_id: Optional[str] = None,
+    dataset_id: Optional[str] = None,
+) -> EvaluationResult:
+    """Evaluate ``model`` on ``data[split]``.
+
+    Args:
+        model: a :class:`~par_prompt.PromptPARModel`.
+        data: the :class:`~par_prompt.data.ParData` (its attributes must equal the model's).
+        split: the split to score.
+        threshold: a global threshold in [0, 1] overriding the model config's.
+        calibrate: calibrate per-attribute thresholds on ``calibration_split`` and score
+            with them. Refused when ``split`` is that split: thresholds tuned on the
+            labels they are scored against give optimistic numbers.
+        batch_size, num_workers: of the data loader.
+        model_id, dataset_id: recorded in the result (for the report and the JSON).
+
+    Returns:
+        The :class:`EvaluationResult`; with ``calibrate``, ``result.threshold.value`` is
+        the list of calibrated thresholds (e.g. for :func:`save_with_thresholds`).
+    """
+    check_split(data, split, "evaluate")
+    if calibrate:
+        if threshold is not None:
+            raise EvaluationError(
+                "Give either a threshold or calibrate, not both: calibration chooses one threshold per attribute."
+            )
+        if split == calibration_split:
+            raise EvaluationError(
+                f"Cannot calibrate on the {split!r} split and evaluate on it too: thresholds tuned on the labels "
+                "they are scored against inflate the metrics. Evaluate another split (e.g. test) with calibration, "
+                "or evaluate this split without it."
+            )
+        check_split(data, calibration_split, "calibrate the thresholds on")
+    elif threshold is not None:
+        check_threshold(threshold)
+    check_attributes(model.config.attributes, data.attributes, _label_width(data.splits[split]))
+
+    calibration_images = None
+    if calibrate:
+        calibrated = calibrate_on_split(model, data, calibration_split, batch_size, num_workers)
+        calibration_images = len(data.splits[calibration_split])
+        choice = ThresholdChoice([float(t) for t in calibrated], f"calibrated on {calibration_split}")
+    else:
+        choice = resolve_threshold(model.config, threshold)
+
+    probs, labels = predict_split(model, data, split, batch_size, num_workers)
+    metrics = compute_par_metrics(probs, labels, threshold=choice.value, attribute_names=model.config.attributes)
+    return EvaluationResult(
+        metrics=metrics, threshold=choice, model=model_id, dataset=dataset_id, split=split,
+        calibration_split=calibration_split if calibrate else None, calibration_images=calibration_images,
+    )
+
+
+def save_with_thresholds(model: Any, thresholds: Sequence[float], directory: Union[str, os.PathLike]) -> Path:
+    """Save ``model`` to ``directory`` with ``config.attribute_thresholds = thresholds``.
+
+    ``save_pretrained`` writes atomically. The in-memory model's config is restored
+    afterwards, so the call has no lasting side effect on ``model``.
+    """
+    values = [float(t) for t in thresholds]
+    if len(values) != model.config.num_attributes:
+        raise EvaluationError(
+            f"Got {len(values)} thresholds for {model.config.num_attributes} attributes; give one per attribute."
+        )
+    for value in values:
+        check_threshold(value)
+    previous = model.config.attribute_thresholds
+    model.config.attribute_thresholds = values
+    try:
+        model.save_pretrained(directory)
+    finally:
+        model.config.attribute_thresholds = previous
+    return Path(directory)
