@@ -8,7 +8,9 @@ offline), then each base.
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -97,12 +99,26 @@ def load_clip(reference: str, revision: Optional[str], model_dir: Optional[Path]
     return clip.requires_grad_(False)  # from_pretrained leaves loaded weights trainable
 
 
+@contextmanager
+def _quiet_transformers_warnings():
+    """Silence transformers' load report while a ViT classifier checkpoint is read as a
+    ViTModel: its classifier weights are unused by design, not a problem to report."""
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def load_fusion_vit(reference: str, revision: Optional[str], model_dir: Optional[Path] = None, **kwargs: Any) -> ViTModel:
     """The pretrained ViT whose last layers initialise the MM-Former (safetensors only)."""
     hub = {k: kwargs[k] for k in ("cache_dir", "token", "local_files_only") if k in kwargs}
     try:
-        vit = ViTModel.from_pretrained(reference, revision=revision, use_safetensors=True, add_pooling_layer=False,
-                                       **kwargs)
+        with _quiet_transformers_warnings():
+            vit = ViTModel.from_pretrained(reference, revision=revision, use_safetensors=True,
+                                           add_pooling_layer=False, **kwargs)
     except (OSError, ValueError) as error:
         raise _load_failed("fusion ViT", reference, revision, model_dir, error, hub, "fusion_name_or_path") from error
     return vit.requires_grad_(False)

@@ -136,6 +136,10 @@ class PromptPARSerializationMixin:
         """
         if kwargs.get("safe_serialization") is False:
             raise ValueError("PromptPAR saves safetensors only; safe_serialization=False is not supported.")
+        if push_to_hub:  # fail on bad upload arguments before anything is written
+            from ..hub import check_upload_arguments
+
+            check_upload_arguments(**kwargs)
         plan = self.weight_files(bundle_base_weights)
         with atomic_directory(save_directory, overwrite=True) as tmp:
             tmp.mkdir(parents=True)
@@ -157,6 +161,13 @@ class PromptPARSerializationMixin:
             from ..hub import upload_model_folder
 
             upload_model_folder(save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload exactly the files of ``save_pretrained`` plus the PromptPAR model card;
+        see :func:`par_prompt.hub.push_model_to_hub` for the options."""
+        from ..hub import push_model_to_hub
+
+        return push_model_to_hub(self, repo_id, **kwargs)
 
     # ----------------------------------------------------------------- loading
     @classmethod

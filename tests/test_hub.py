@@ -1,0 +1,296 @@
+"""par_prompt.hub: folder checks, the upload at the HfApi boundary, and the model card."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, ModelCard, metadata_load
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+from huggingface_hub.utils import filter_repo_objects
+
+from par_prompt import compute_par_metrics
+from par_prompt.hub import (
+    NotAPromptPARFolderError,
+    model_files,
+    push_model_to_hub,
+    push_to_hub,
+    render_model_card,
+    upload_model_folder,
+    write_model_card,
+)
+
+from .evaluation.builders import tiny_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ATTRIBUTES = ["hat", "backpack", "skirt"]
+SAVED_FILES = [
+    "clip_adapter/adapter_config.json", "clip_adapter/adapter_model.safetensors", "config.json",
+    "preprocessor_config.json", "promptpar_head.safetensors", "tokenizer.json", "tokenizer_config.json",
+]
+CLIP_ID = "openai/clip-vit-base-patch16"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    sentences = [f"A pedestrian with a {name}" for name in ATTRIBUTES]
+    return tiny_model(tmp_path_factory.mktemp("hub"), ATTRIBUTES, sentences)
+
+
+@pytest.fixture
+def saved(model, tmp_path):
+    """A saved model whose config names a Hub CLIP, as a real run's would."""
+    model.save_pretrained(tmp_path / "best")
+    config = json.loads((tmp_path / "best" / "config.json").read_text())
+    config["clip_name_or_path"] = CLIP_ID
+    (tmp_path / "best" / "config.json").write_text(json.dumps(config))
+    return tmp_path / "best"
+
+
+@pytest.fixture
+def demo_metrics():
+    labels = [[1, 0, 1], [0, 1, 0], [1, 1, 2], [0, 0, 1]]
+    probs = [[0.9, 0.2, 0.7], [0.3, 0.8, 0.1], [0.6, 0.4, 0.5], [0.2, 0.1, 0.9]]
+    return dict(compute_par_metrics(probs, labels, attribute_names=ATTRIBUTES).as_dict(), threshold=0.5)
+
+
+def _check_signature(name, *args, **kwargs):
+    """Fail like the real method would on arguments it does not take."""
+    inspect.signature(getattr(HfApi, name)).bind(None, *args, **kwargs)
+
+
+class FakeHub:
+    """Records HfApi.create_repo / create_branch / upload_folder (no network); the
+    arguments are checked against the real methods' signatures."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        hub = self
+
+        def create_repo(self, repo_id, **kwargs):
+            _check_signature("create_repo", repo_id, **kwargs)
+            hub.calls.append(("create_repo", repo_id, kwargs))
+
+            class Url(str):
+                pass
+
+            url = Url(f"https://huggingface.co/{repo_id}")
+            url.repo_id = repo_id
+            return url
+
+        def create_branch(self, repo_id, **kwargs):
+            _check_signature("create_branch", repo_id, **kwargs)
+            hub.calls.append(("create_branch", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            _check_signature("upload_folder", **kwargs)
+            hub.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+            # what huggingface_hub would upload, from the real folder and patterns
+            folder = Path(kwargs["folder_path"])
+            files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+            hub.uploaded = sorted(filter_repo_objects(files, allow_patterns=kwargs["allow_patterns"],
+                                                      ignore_patterns=kwargs.get("ignore_patterns")))
+            hub.card = (folder / "README.md").read_text() if "README.md" in hub.uploaded else None
+
+            class Info(str):
+                commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc123"
+
+            return Info("abc123")
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "create_branch", create_branch)
+        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+
+    def names(self):
+        return [call[0] for call in self.calls]
+
+    def upload(self):
+        return next(call[2] for call in self.calls if call[0] == "upload_folder")
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    return FakeHub(monkeypatch)
+
+
+# --------------------------------------------------------------------------- upload
+
+
+def test_push_uploads_exactly_the_model_folder(saved, hub):
+    # training leftovers next to the model must stay local
+    (saved / "checkpoint-10").mkdir()
+    (saved / "checkpoint-10" / "optimizer.pt").write_bytes(b"x")
+    (saved / "trainer_state.json").write_text("{}")
+    (saved / "training_args.bin").write_bytes(b"x")
+    (saved / "model.safetensors").write_bytes(b"x")
+    (saved / ".partial").write_text("x")
+
+    url = push_to_hub(saved, "me/promptpar-demo", token="hf_x", private=True, commit_message="Demo")
+    assert url == "https://huggingface.co/me/promptpar-demo/commit/abc123"
+    assert hub.names() == ["create_repo", "upload_folder"]
+    create = hub.calls[0]
+    assert create[1] == "me/promptpar-demo"
+    assert create[2]["exist_ok"] is True and create[2]["private"] is True
+    upload = hub.upload()
+    assert upload["repo_id"] == "me/promptpar-demo"
+    assert upload["folder_path"] == str(saved)
+    assert upload["commit_message"] == "Demo"
+    assert upload["allow_patterns"] == SAVED_FILES
+    assert upload["delete_patterns"] == ["clip_base.safetensors"]  # no stale bundled base left on the Hub
+    assert hub.uploaded == SAVED_FILES
+
+
+def test_push_creates_the_branch_of_a_revision(saved, hub):
+    push_to_hub(saved, "me/promptpar-demo", revision="v1")
+    assert hub.names() == ["create_repo", "create_branch", "upload_folder"]
+    assert hub.calls[1][2]["branch"] == "v1" and hub.upload()["revision"] == "v1"
+
+
+def test_push_refuses_other_folders(saved, tmp_path, hub):
+    with pytest.raises(NotAPromptPARFolderError, match="not a directory"):
+        push_to_hub(tmp_path / "missing", "me/x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NotAPromptPARFolderError, match="lacks config.json, clip_adapter/adapter_model.safetensors"):
+        push_to_hub(empty, "me/x")
+    (saved / "promptpar_head.safetensors").unlink()
+    with pytest.raises(NotAPromptPARFolderError, match="lacks promptpar_head.safetensors"):
+        push_to_hub(saved, "me/x")
+    other = tmp_path / "other"
+    shutil.copytree(saved, other)
+    (other / "promptpar_head.safetensors").write_bytes(b"")
+    (other / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    with pytest.raises(NotAPromptPARFolderError, match="'clip', not 'prompt_par'"):
+        push_to_hub(other, "me/x")
+    assert hub.calls == []
+
+
+def test_save_pretrained_push_to_hub(model, tmp_path, hub):
+    model.save_pretrained(tmp_path / "out", push_to_hub=True, repo_id="me/promptpar-save", token="hf_x",
+                          commit_message="From save", safe_serialization=True)
+    upload = hub.upload()
+    assert upload["repo_id"] == "me/promptpar-save" and upload["folder_path"] == str(tmp_path / "out")
+    assert upload["token"] == "hf_x" and upload["commit_message"] == "From save"
+    assert hub.uploaded == sorted(SAVED_FILES + ["README.md"])  # a card is written when missing
+    assert "model-index" not in ModelCard(hub.card).data.to_dict()
+
+
+def test_model_push_to_hub_uploads_the_folder_with_our_card(model, hub):
+    model.push_to_hub("me/promptpar-method", commit_message="Upload")
+    assert hub.upload()["repo_id"] == "me/promptpar-method"
+    assert hub.uploaded == sorted(SAVED_FILES + ["README.md"])
+    assert ModelCard(hub.card).data.library_name == "par-prompt"
+
+
+def test_save_pretrained_push_without_repo_id_writes_nothing(model, tmp_path, hub):
+    with pytest.raises(ValueError, match="needs repo_id="):
+        model.save_pretrained(tmp_path / "never", push_to_hub=True)
+    assert not (tmp_path / "never").exists() and hub.calls == []
+
+
+def test_upload_model_folder_needs_a_repo_id(saved, hub):
+    with pytest.raises(ValueError, match="needs repo_id="):
+        upload_model_folder(saved, token="x")
+    with pytest.raises(TypeError, match="unexpected arguments \\['shard'\\]"):
+        upload_model_folder(saved, repo_id="me/x", shard=True)
+    assert hub.calls == []
+
+
+def test_push_model_to_hub_saves_and_uploads_our_card(model, hub, demo_metrics):
+    url = push_model_to_hub(model, "me/promptpar-model", metrics=demo_metrics, dataset_name="pa100k",
+                            training_args={"epochs": 1}, max_shard_size="5GB")
+    assert url.endswith("/commit/abc123")
+    assert hub.uploaded == sorted(SAVED_FILES + ["README.md"])
+    card = ModelCard(hub.card)
+    assert card.data.library_name == "par-prompt" and card.data.datasets == ["pa100k"]
+    assert card.data.eval_results[0].metric_value == round(100 * demo_metrics["mA"], 2)
+
+
+def test_model_files_keeps_a_bundled_base(model, tmp_path):
+    model.save_pretrained(tmp_path / "bundled", bundle_base_weights=True)
+    assert "clip_base.safetensors" in model_files(tmp_path / "bundled")
+
+
+# ----------------------------------------------------------------------- model card
+
+
+def test_card_metadata_for_a_demo_run(saved, demo_metrics):
+    args = {"epochs": 2, "batch_size": 4, "lr_head": 8e-3, "hub_token": "hf_secret", "output_dir": "runs/demo"}
+    path = write_model_card(saved, metrics=demo_metrics, training_args=args, dataset_name="synthetic",
+                            repo_id="me/promptpar-demo")
+    assert path == saved / "README.md"
+    card = ModelCard.load(path)
+    data = card.data
+    assert data.library_name == "par-prompt"
+    assert data.base_model == CLIP_ID
+    assert "pedestrian-attribute-recognition" in data.tags
+    assert data.datasets == ["synthetic"]
+    assert data.metrics == ["mA", "accuracy", "precision", "recall", "f1"]
+    assert data.model_name == "promptpar-demo"
+    results = {r.metric_type: r for r in data.eval_results}
+    for metric_type, key in [("mA", "mA"), ("accuracy", "accuracy"), ("precision", "precision"),
+                             ("recall", "recall"), ("f1", "f1")]:
+        assert results[metric_type].metric_value == round(100 * demo_metrics[key], 2)
+        assert results[metric_type].dataset_type == "synthetic"
+        assert results[metric_type].dataset_split == "test"
+        assert results[metric_type].task_type == "image-classification"
+
+    # the front matter is valid metadata, and its model-index round-trips through huggingface_hub
+    metadata = metadata_load(path)
+    assert metadata == data.to_dict()
+    name, eval_results = model_index_to_eval_results(metadata["model-index"])
+    assert name == "promptpar-demo" and len(eval_results) == 5
+    assert eval_results_to_model_index(name, eval_results) == metadata["model-index"]
+
+    body = card.text
+    for heading in ("## How to use", "## Results", "## Attributes", "## Training", "## Limitations"):
+        assert heading in body
+    assert 'PromptPARModel.from_pretrained("me/promptpar-demo")' in body
+    for name in ATTRIBUTES:
+        assert f"| {name} |" in body
+    assert "| lr_head | 0.008 |" in body and "hf_secret" not in body and "hub_token" not in body
+    assert f"{100 * demo_metrics['mA']:.2f}" in body and "global 0.50" in body
+
+
+def test_card_without_metrics_has_no_model_index(saved):
+    text = render_model_card(json.loads((saved / "config.json").read_text()), metrics=None, training_args=None,
+                             dataset_name=None)
+    data = ModelCard(text).data.to_dict()
+    assert "model-index" not in data and data["base_model"] == CLIP_ID
+    assert "Not evaluated yet" in text
+
+
+def test_card_with_a_local_base_and_dataset_path(model, tmp_path, demo_metrics):
+    model.save_pretrained(tmp_path / "local")
+    write_model_card(tmp_path / "local", metrics=demo_metrics, training_args=None,
+                     dataset_name=str(tmp_path / "data" / "pa100k"))
+    data = ModelCard.load(tmp_path / "local" / "README.md").data
+    assert data.base_model is None  # a local directory is not a Hub id
+    assert data.datasets == ["pa100k"]
+
+
+def test_card_rejects_percent_metrics_and_missing_keys(saved, demo_metrics):
+    with pytest.raises(ValueError, match="not a fraction"):
+        write_model_card(saved, metrics=dict(demo_metrics, mA=87.5), training_args=None, dataset_name="pa100k")
+    with pytest.raises(ValueError, match="metrics lacks 'f1'"):
+        write_model_card(saved, metrics={k: v for k, v in demo_metrics.items() if k != "f1"}, training_args=None,
+                         dataset_name="pa100k")
+    assert not (saved / "README.md").exists()
+
+
+def test_template_is_packaged_and_documented():
+    template = REPO_ROOT / "src" / "par_prompt" / "model_cards" / "promptpar.md"
+    assert template.is_file()
+    # the wheel ships it only if [tool.setuptools.package-data] matches it (tomllib needs Python 3.11)
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    section = pyproject[pyproject.index("[tool.setuptools.package-data]"):]
+    line = next(line for line in section.splitlines() if line.startswith("par_prompt"))
+    patterns = ast.literal_eval(line.split("=", 1)[1].strip())
+    assert any(fnmatch.fnmatch("model_cards/promptpar.md", p) for p in patterns)
+    readme = (REPO_ROOT / "model_cards" / "README.md").read_text()
+    assert "src/par_prompt/model_cards/promptpar.md" in readme
