@@ -159,21 +159,20 @@ class PromptPARConfig(PreTrainedConfig):
         return RegionPromptConfig(base_model_name_or_path=self.clip_name_or_path, revision=self.clip_revision,
                                   **settings)
 
-    def get_clip_config(self) -> CLIPConfig:
-        if self.clip_config is None:
+    def _backbone_config(self, field: str, config_class):
+        value = getattr(self, field)
+        if value is None:
             raise ValueError(
-                "This PromptPARConfig has no clip_config. Build it with PromptPARConfig.from_backbones(...), or pass "
-                "clip_config (a CLIPConfig or its dict)."
+                f"This PromptPARConfig has no {field}. Build it with PromptPARConfig.from_backbones(...), or pass "
+                f"{field} (a {config_class.__name__} or its dict)."
             )
-        return CLIPConfig.from_dict(self.clip_config)
+        return config_class.from_dict(value)
+
+    def get_clip_config(self) -> CLIPConfig:
+        return self._backbone_config("clip_config", CLIPConfig)
 
     def get_fusion_config(self) -> ViTConfig:
-        if self.fusion_config is None:
-            raise ValueError(
-                "This PromptPARConfig has no fusion_config. Build it with PromptPARConfig.from_backbones(...), or "
-                "pass fusion_config (a ViTConfig or its dict)."
-            )
-        return ViTConfig.from_dict(self.fusion_config)
+        return self._backbone_config("fusion_config", ViTConfig)
 
     @classmethod
     def from_backbones(
