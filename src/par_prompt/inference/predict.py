@@ -1,0 +1,362 @@
+"""Attribute prediction on raw images: :func:`predict`.
+
+The path of one image::
+
+    input --load_image--> PIL image --model.image_processor--> (3, S, S)
+          --model forward, torch.inference_mode--> logits --sigmoid--> probabilities
+          --thresholds--> attributes
+
+* Loading: a path is checked to exist and decoded (a large JPEG at reduced scale, so a
+  10000×10000 photo never sits in memory at full size); arrays and tensors become PIL
+  images. Images smaller than :data:`MIN_IMAGE_SIDE` pixels on a side are refused: they
+  carry no attribute information (a 1×1 input is a broken file, not a pedestrian).
+* Every failure of one input raises :class:`ImageInputError` naming its position and
+  source, before any model work on its batch; with ``return_errors=True`` the error
+  takes the input's place in the results instead and the other inputs are processed.
+* The text tower runs once: PromptPARModel caches its sentence features in eval mode,
+  so every batch after the first runs the vision tower, the fusion layer and the heads.
+* An attribute is predicted when its probability is strictly above its threshold, as in
+  :mod:`par_prompt.metrics`. The threshold is the one passed, else the calibrated
+  per-attribute thresholds of the config (``attribute_thresholds``), else its global
+  ``threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from ..data.transforms import ImageDecodeError, decode_image
+
+#: Smallest accepted width and height of an input image, in pixels.
+MIN_IMAGE_SIDE = 8
+
+Threshold = Union[float, list[float]]
+
+
+class ImageInputError(ValueError):
+    """One input image could not be used; names its position and, when known, its file."""
+
+    def __init__(self, index: int, source: Optional[str], reason: str) -> None:
+        self.index = index
+        self.source = source
+        self.reason = reason
+        where = f"input {index}" + (f" ({source})" if source else "")
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class AttributePrediction:
+    """The prediction for one image.
+
+    Attributes:
+        probabilities: every attribute's probability, in the model's attribute order.
+        attributes: the attributes whose probability is above their threshold, in
+            attribute order.
+        threshold: the threshold used: one float, or one per attribute.
+        source: the file the image came from, when known.
+        index: the image's position in the input.
+    """
+
+    probabilities: dict[str, float]
+    attributes: list[str]
+    threshold: Threshold
+    source: Optional[str] = None
+    index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (plain floats, lists and strings)."""
+        return {
+            "index": self.index,
+            "source": self.source,
+            "attributes": list(self.attributes),
+            "probabilities": dict(self.probabilities),
+            "threshold": list(self.threshold) if isinstance(self.threshold, list) else self.threshold,
+        }
+
+
+# ------------------------------------------------------------------------ thresholds
+
+
+def resolve_thresholds(config, threshold: Union[None, float, Sequence[float]] = None) -> tuple[torch.Tensor, Threshold]:
+    """The per-attribute thresholds ``(N,)`` and the JSON form of what was chosen.
+
+    ``threshold``: None (the config's ``attribute_thresholds``, else its ``threshold``),
+    one float, or a sequence of one float per attribute; every value in [0, 1].
+    """
+    num_attributes = config.num_attributes
+    if threshold is None:
+        threshold = config.attribute_thresholds if config.attribute_thresholds is not None else config.threshold
+    if isinstance(threshold, (bool, str, bytes)):
+        raise ValueError(f"threshold must be a number in [0, 1] or one per attribute, got {threshold!r}")
+    if isinstance(threshold, (int, float, np.number)) or (isinstance(threshold, torch.Tensor) and threshold.ndim == 0):
+        value = float(threshold)
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise ValueError(f"threshold must lie in [0, 1], got {value}")
+        return torch.full((num_attributes,), value), value
+    try:
+        values = [float(v) for v in threshold]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"threshold must be a number in [0, 1] or one per attribute, got {threshold!r}") from error
+    if len(values) != num_attributes:
+        raise ValueError(f"got {len(values)} thresholds for {num_attributes} attributes; give one per attribute")
+    bad = [(name, v) for name, v in zip(config.attributes, values) if not 0.0 <= v <= 1.0]
+    if bad:
+        raise ValueError(f"every threshold must lie in [0, 1]; out of range: {bad[:5]}")
+    return torch.tensor(values), values
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _is_single_image(value: Any) -> bool:
+    from PIL import Image
+
+    if isinstance(value, (str, Path, bytes, bytearray, dict, Image.Image)):
+        return True
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.ndim <= 3
+    return False
+
+
+def iter_inputs(images: Any) -> Iterator[Any]:
+    """One image, a list / tuple / iterable of images, or a 4-D array or tensor (a stack
+    of images), as a stream of single images."""
+    if _is_single_image(images):
+        yield images
+    elif isinstance(images, (np.ndarray, torch.Tensor)):
+        if images.ndim != 4:
+            raise ValueError(f"an array of images must have 4 dimensions (a stack), got shape {tuple(images.shape)}")
+        yield from images
+    elif isinstance(images, Iterable):
+        yield from images
+    else:
+        raise TypeError(
+            f"images must be an image (PIL image, file path, numpy array, tensor) or a list of them, "
+            f"got {type(images).__name__}"
+        )
+
+
+def describe_source(value: Any) -> Optional[str]:
+    """The file an input comes from, when it names one."""
+    if isinstance(value, (str, Path)):
+        return str(value)
+    if isinstance(value, dict):
+        return value.get("path")
+    return getattr(value, "filename", None) or None
+
+
+def load_image(value: Any, index: int, size_hint: Optional[int] = None):
+    """``value`` as a decoded PIL image; :class:`ImageInputError` naming it otherwise.
+
+    ``size_hint`` (the model's input side) lets a large JPEG be decoded at reduced scale.
+    """
+    from ..image_processing import array_to_pil
+
+    source = describe_source(value)
+    try:
+        if isinstance(value, (str, Path)):
+            path = Path(value)
+            if not path.exists():
+                raise ImageInputError(index, source, "the file does not exist")
+            if path.is_dir():
+                raise ImageInputError(index, source, "this is a directory, not an image file")
+            image = decode_image(path, index, size_hint=size_hint)
+        elif isinstance(value, (np.ndarray, torch.Tensor)):
+            image = array_to_pil(value, index)
+        else:
+            image = decode_image(value, index, size_hint=size_hint)
+    except ImageInputError:
+        raise
+    except (ImageDecodeError, ValueError, OSError) as error:
+        raise ImageInputError(index, source, str(error)) from error
+    width, height = image.size
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ImageInputError(
+            index, source,
+            f"the image is {width}×{height} pixels; PromptPAR needs at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE} "
+            "(a pedestrian crop)",
+        )
+    return image
+
+
+def preprocess_image(processor, value: Any, index: int) -> torch.Tensor:
+    """Load and preprocess one input: ``(3, S, S)`` float32."""
+    image = load_image(value, index, size_hint=getattr(processor, "size", None))
+    try:
+        return processor(image, return_tensors="pt")["pixel_values"][0]
+    except (ValueError, OSError) as error:
+        raise ImageInputError(index, describe_source(value), str(error)) from error
+
+
+# ---------------------------------------------------------------------------- model
+
+
+@contextmanager
+def evaluation_mode(model):
+    """Eval mode (BatchNorm running statistics, cached text features) for the block;
+    the previous mode is restored afterwards."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
+
+
+def predict_probabilities(model, pixel_values: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Attribute probabilities ``(B, N)`` (float32, CPU) of preprocessed ``pixel_values``
+    ``(B, 3, S, S)``: the model's forward under ``torch.inference_mode``, in eval mode."""
+    _check_batch_size(batch_size)
+    device, dtype = model.device, model.dtype
+    chunks = []
+    with evaluation_mode(model), torch.inference_mode():
+        for start in range(0, pixel_values.shape[0], batch_size):
+            batch = pixel_values[start : start + batch_size].to(device=device, dtype=dtype)
+            chunks.append(torch.sigmoid(model(pixel_values=batch, compute_gl_logits=False).logits.float()).cpu())
+    if not chunks:
+        return torch.empty(0, model.config.num_attributes)
+    return torch.cat(chunks)
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def to_predictions(config, probabilities: torch.Tensor, thresholds: torch.Tensor, shown: Threshold,
+                   entries: list[tuple[int, Optional[str]]]) -> list[AttributePrediction]:
+    """One :class:`AttributePrediction` per row of ``probabilities`` (B, N); ``entries``
+    gives each row's (index, source), ``shown`` the threshold as reported."""
+    names = config.attributes
+    above = (probabilities > thresholds[None, :]).tolist()
+    results = []
+    for (index, source), row, flags in zip(entries, probabilities.tolist(), above):
+        results.append(AttributePrediction(
+            probabilities=dict(zip(names, row)),
+            attributes=[name for name, flag in zip(names, flags) if flag],
+            threshold=list(shown) if isinstance(shown, list) else shown,
+            source=source,
+            index=index,
+        ))
+    return results
+
+
+def iter_predictions(
+    model,
+    images: Any,
+    threshold: Union[None, float, Sequence[float]] = None,
+    batch_size: int = 32,
+    *,
+    return_errors: bool = False,
+) -> Iterator[Union[AttributePrediction, ImageInputError]]:
+    """Like :func:`predict`, one result at a time, in input order. Inputs are read
+    lazily, ``batch_size`` at a time; the model stays in eval mode until the iterator
+    is exhausted or closed."""
+    _check_batch_size(batch_size)
+    processor = model.image_processor
+    if processor is None:
+        raise ValueError(
+            "This model has no image processor attached. Load it with PromptPARModel.from_pretrained, or call "
+            "model.attach_image_processor(PromptPARImageProcessor(size=...))."
+        )
+    thresholds, shown = resolve_thresholds(model.config, threshold)
+    inputs = enumerate(iter_inputs(images))
+    with evaluation_mode(model):  # once for all batches, so the text features stay cached
+        while chunk := [item for _, item in zip(range(batch_size), inputs)]:
+            yield from _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, return_errors)
+
+
+def _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, return_errors) -> list:
+    """Results for up to ``batch_size`` (index, input) pairs, in order: each input is
+    loaded (and checked) on its own, then the loaded images go through the processor
+    and the model as one batch."""
+    results: list[Union[None, AttributePrediction, ImageInputError]] = [None] * len(chunk)
+    loaded = []  # (position in chunk, index, source, PIL image)
+    for position, (index, value) in enumerate(chunk):
+        try:
+            image = load_image(value, index, size_hint=getattr(processor, "size", None))
+            loaded.append((position, index, describe_source(value), image))
+        except ImageInputError as error:
+            if not return_errors:
+                raise
+            results[position] = error
+    loaded, pixel_values = _preprocess_batch(processor, loaded, results, return_errors)
+    if loaded:
+        try:
+            probabilities = predict_probabilities(model, pixel_values, batch_size)
+        except Exception as error:
+            if hasattr(error, "add_note"):  # Python >= 3.11
+                error.add_note(f"(while running the model on inputs {chunk[0][0]} to {chunk[-1][0]})")
+            raise
+        entries = [(index, source) for _, index, source, _ in loaded]
+        for (position, *_), prediction in zip(loaded, to_predictions(model.config, probabilities, thresholds,
+                                                                      shown, entries)):
+            results[position] = prediction
+    return results
+
+
+def _preprocess_batch(processor, loaded: list, results: list, return_errors: bool):
+    """The images of ``loaded`` through the processor: (entries kept, ``(B, 3, S, S)``).
+
+    One processor call for the whole batch; should it fail anyway, each image is
+    processed on its own so that the failing input is named (with ``return_errors``
+    its error goes into ``results`` and the others are kept)."""
+    if not loaded:
+        return [], None
+    try:
+        return loaded, processor([image for *_, image in loaded], return_tensors="pt")["pixel_values"]
+    except (ValueError, OSError):
+        pass
+    kept, tensors = [], []
+    for entry in loaded:
+        position, index, source, image = entry
+        try:
+            tensors.append(processor(image, return_tensors="pt")["pixel_values"][0])
+            kept.append(entry)
+        except (ValueError, OSError) as error:
+            failure = ImageInputError(index, source, str(error))
+            if not return_errors:
+                raise failure from error
+            results[position] = failure
+    return kept, torch.stack(tensors) if tensors else None
+
+
+def predict(
+    model,
+    images: Any,
+    threshold: Union[None, float, Sequence[float]] = None,
+    batch_size: int = 32,
+    *,
+    return_errors: bool = False,
+) -> list[Union[AttributePrediction, ImageInputError]]:
+    """Predict the attributes of each image.
+
+    Args:
+        model: a :class:`~par_prompt.PromptPARModel` with its image processor attached
+            (``from_pretrained`` attaches the saved one).
+        images: a PIL image, a file path, a numpy array (``H×W×C`` or ``H×W``), a tensor
+            (``C×H×W``), or a list of these; grey and RGBA images are converted to RGB.
+        threshold: None (the config's thresholds), a float in [0, 1], or one per attribute.
+        batch_size: images per forward pass.
+        return_errors: put an :class:`ImageInputError` in the place of each input that
+            cannot be read, instead of raising it.
+
+    Returns:
+        One :class:`AttributePrediction` per image, in input order.
+
+    Raises:
+        ImageInputError: an input cannot be read (missing file, corrupt image, wrong
+            array shape, smaller than :data:`MIN_IMAGE_SIDE`), naming its index.
+        ValueError: a threshold outside [0, 1] or a bad ``batch_size``.
+    """
+    return list(iter_predictions(model, images, threshold, batch_size, return_errors=return_errors))
+

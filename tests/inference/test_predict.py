@@ -1,0 +1,228 @@
+"""model.predict: inputs, agreement with the forward pass, thresholds, cached text, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from par_prompt.inference import AttributePrediction, ImageInputError, predict
+from par_prompt.inference.predict import MIN_IMAGE_SIDE, resolve_thresholds
+
+from .conftest import ATTRIBUTES, random_image
+
+
+def forward_probabilities(model, images) -> torch.Tensor:
+    """The reference: the saved processor on the whole list, then one plain forward."""
+    pixels = model.image_processor(images, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        return torch.sigmoid(model(pixels).logits)
+
+
+def as_matrix(results) -> torch.Tensor:
+    return torch.tensor([[r.probabilities[name] for name in ATTRIBUTES] for r in results])
+
+
+def test_predict_agrees_with_forward_across_batches(model):
+    images = [random_image(40 + 8 * i, 24 + 4 * i, seed=i) for i in range(5)]
+    results = model.predict(images, batch_size=2)
+    assert [r.index for r in results] == list(range(5))
+    torch.testing.assert_close(as_matrix(results), forward_probabilities(model, images), rtol=1e-5, atol=1e-6)
+    probabilities = as_matrix(results)
+    assert probabilities.min() < 0.3 and probabilities.max() > 0.7  # the fixture's heads spread them
+
+
+def test_input_kinds_give_the_same_answer(model, image_files):
+    picture = Image.open(image_files["rgb"]).convert("RGB")
+    array = np.array(picture)
+    inputs = [picture, image_files["rgb"], str(image_files["rgb"]), array, torch.from_numpy(array).permute(2, 0, 1),
+              torch.from_numpy(array).permute(2, 0, 1).float() / 255]
+    results = predict(model, inputs)
+    reference = as_matrix(results[:1])
+    for result in results[1:]:
+        torch.testing.assert_close(as_matrix([result]), reference, rtol=1e-5, atol=1e-6)
+    assert results[1].source == str(image_files["rgb"]) and results[3].source is None
+    stacked = predict(model, np.stack([array, array]))  # a 4-D stack is a list of images
+    assert len(stacked) == 2
+
+
+def test_single_image_gives_a_list_of_one(model, image_files):
+    (result,) = model.predict(image_files["jpeg"])
+    assert isinstance(result, AttributePrediction) and set(result.probabilities) == set(ATTRIBUTES)
+
+
+def test_grey_and_rgba_are_converted_like_the_processor(model, image_files):
+    grey, rgba = Image.open(image_files["grey"]), Image.open(image_files["rgba"])
+    assert (grey.mode, rgba.mode) == ("L", "RGBA")
+    results = model.predict([image_files["grey"], image_files["rgba"]])
+    expected = forward_probabilities(model, [grey.convert("RGB"), rgba])  # RGBA: composited on black
+    torch.testing.assert_close(as_matrix(results), expected, rtol=1e-5, atol=1e-6)
+    rgba_on_black = Image.new("RGB", rgba.size)
+    rgba_on_black.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+    torch.testing.assert_close(as_matrix(model.predict(rgba_on_black)), expected[1:], rtol=1e-5, atol=1e-6)
+
+
+def test_text_tower_runs_once_across_batches(model):
+    calls = []
+    handle = model.clip_model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    model._text_cache = None  # start cold, as after loading
+    try:
+        model.predict([random_image(seed=i) for i in range(5)], batch_size=2)  # 3 batches
+        model.predict(random_image(seed=9))
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+
+
+def test_training_mode_is_restored(model):
+    model.train()
+    try:
+        first = as_matrix(model.predict(random_image()))
+        assert model.training
+    finally:
+        model.eval()
+    torch.testing.assert_close(first, as_matrix(model.predict(random_image())))  # eval-mode BatchNorm both times
+
+
+# ------------------------------------------------------------------------ thresholds
+
+
+def test_thresholds_global_stored_and_explicit(model):
+    image = random_image(seed=3)
+    probabilities = as_matrix(model.predict(image))[0]
+
+    def expected(thresholds):
+        return [name for name, p, t in zip(ATTRIBUTES, probabilities, thresholds) if p > t]
+
+    (default,) = model.predict(image)
+    assert default.threshold == 0.5 and default.attributes == expected([0.5] * 6)
+    (low,) = model.predict(image, threshold=0.0)
+    assert low.attributes == ATTRIBUTES and model.predict(image, threshold=1.0)[0].attributes == []
+    stored = [0.1, 0.9, 0.5, 0.2, 0.8, 0.05]
+    model.config.attribute_thresholds = stored
+    try:
+        (calibrated,) = model.predict(image)
+        assert calibrated.threshold == stored and calibrated.attributes == expected(stored)
+        assert model.predict(image, threshold=0.5)[0].attributes == expected([0.5] * 6)  # explicit wins
+    finally:
+        model.config.attribute_thresholds = None
+    (per_attribute,) = model.predict(image, threshold=stored)
+    assert per_attribute.attributes == expected(stored)
+    json.dumps(per_attribute.to_dict())
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), True, "0.5", [0.5] * 5, [0.5] * 5 + [2.0]])
+def test_wrong_threshold_is_refused_before_any_work(model, bad):
+    with pytest.raises(ValueError, match="threshold"):
+        model.predict(random_image(), threshold=bad)
+    with pytest.raises(ValueError, match="threshold"):
+        resolve_thresholds(model.config, bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_wrong_batch_size(model, bad):
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(random_image(), batch_size=bad)
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("missing", "does not exist"), ("corrupt", "cannot decode"), ("tiny", f"1×1 pixels.*{MIN_IMAGE_SIDE}")],
+)
+def test_bad_file_names_the_input(model, image_files, name, reason):
+    inputs = [image_files["rgb"], image_files["jpeg"], image_files[name]]
+    with pytest.raises(ImageInputError, match=rf"input 2 \({image_files[name]}\): .*{reason}") as caught:
+        model.predict(inputs, batch_size=2)
+    assert caught.value.index == 2 and caught.value.source == str(image_files[name])
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(np.zeros((20, 20, 2), dtype=np.uint8), "array must be"), (torch.zeros(2, 9, 9), "tensor must be"),
+     (np.full((20, 20, 3), 2.0), "float pixels"), (object(), "unsupported type"), (np.zeros((3, 3), np.uint8), "3×3")],
+)
+def test_bad_in_memory_input_names_its_index(model, value, reason):
+    with pytest.raises(ImageInputError, match=rf"input 1: .*{reason}"):
+        model.predict([random_image(), value])
+
+
+def test_return_errors_keeps_the_others(model, image_files):
+    names = ["rgb", "missing", "grey", "corrupt", "tiny", "jpeg"]
+    results = predict(model, [image_files[n] for n in names], batch_size=4, return_errors=True)
+    assert [type(r).__name__ for r in results] == ["AttributePrediction", "ImageInputError", "AttributePrediction",
+                                                  "ImageInputError", "ImageInputError", "AttributePrediction"]
+    assert [r.index for r in results] == list(range(6))
+    good = [image_files[n] for n in ("rgb", "grey", "jpeg")]
+    torch.testing.assert_close(as_matrix(results[::2][:2] + results[-1:]), as_matrix(model.predict(good)))
+
+
+def test_no_image_processor(model):
+    processor = model.image_processor
+    model.attach_image_processor(None)
+    try:
+        with pytest.raises(ValueError, match="attach_image_processor"):
+            model.predict(random_image())
+    finally:
+        model.attach_image_processor(processor)
+
+
+def test_very_large_image_in_memory(model):
+    huge = Image.linear_gradient("L").resize((10000, 10000), Image.NEAREST)  # 100 MB of pixels
+    (result,) = model.predict(huge)
+    expected = forward_probabilities(model, [huge])
+    torch.testing.assert_close(as_matrix([result]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_very_large_jpeg_file_is_never_decoded_at_full_size(model, tmp_path, monkeypatch):
+    """A 10000×10000 JPEG is decoded at reduced scale (1250×1250, 1/64 of the pixels),
+    so it never takes its full 100 MB (grey; 300 MB in colour) in memory."""
+    path = tmp_path / "huge.jpg"
+    Image.linear_gradient("L").resize((10000, 10000), Image.NEAREST).save(path, quality=50)
+    decoded = []
+    load = Image.Image.load
+
+    def spy(self):
+        decoded.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(Image.Image, "load", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 100 M pixels > PIL's 89 M warning limit
+        (result,) = model.predict(path)
+    assert len(result.probabilities) == len(ATTRIBUTES)
+    assert decoded and max(w * h for w, h in decoded) <= 1250 * 1250
+
+
+class PickyProcessor:
+    """Wraps the real processor but refuses images 33 pixels wide (a stand-in for a
+    processor failure that loading did not catch)."""
+
+    def __init__(self, inner):
+        self.inner, self.size = inner, inner.size
+
+    def __call__(self, images, return_tensors="pt"):
+        batch = images if isinstance(images, list) else [images]
+        if any(image.size[0] == 33 for image in batch):
+            raise ValueError("width 33 is not supported")
+        return self.inner(images, return_tensors=return_tensors)
+
+
+def test_processor_failure_in_a_batch_names_the_input(model):
+    images = [random_image(64, 32, seed=0), random_image(64, 33, seed=1), random_image(64, 32, seed=2)]
+    processor = model.image_processor
+    model.attach_image_processor(PickyProcessor(processor))
+    try:
+        with pytest.raises(ImageInputError, match="input 1: width 33"):
+            model.predict(images)
+        results = predict(model, images, return_errors=True)
+    finally:
+        model.attach_image_processor(processor)
+    assert isinstance(results[1], ImageInputError)
+    torch.testing.assert_close(as_matrix([results[0], results[2]]), as_matrix(model.predict(images[::2])))
