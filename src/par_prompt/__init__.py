@@ -6,6 +6,7 @@ is harmless. The data tools (``par_prompt.data``) load on first use.
 """
 
 from .image_processing import PromptPARImageProcessor
+from .inference.pipeline import register_pipeline
 from .losses import compute_positive_ratios, weighted_bce_with_logits
 from .metrics import ParMetricAccumulator, ParMetrics, calibrate_thresholds, compute_par_metrics
 from .modeling import PromptPARConfig, PromptPARModel, PromptPAROutput
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 register_region_prompt_method()
 register_auto_classes()
+register_pipeline()  # the "pedestrian-attribute-recognition" task
 
 __all__ = [
     "ParMetricAccumulator",

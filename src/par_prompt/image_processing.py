@@ -29,7 +29,7 @@ from .data.transforms import (
     normalize,
 )
 
-__all__ = ["PromptPARImageProcessor"]
+__all__ = ["PromptPARImageProcessor", "array_to_pil"]
 
 
 def _square_side(size: Any) -> int:
@@ -45,6 +45,41 @@ def _square_side(size: Any) -> int:
     if shortest is not None:
         return int(shortest)
     raise ValueError(f"cannot read a square size from {size!r}")
+
+
+def array_to_pil(value: Any, index: int):
+    """A numpy array (H×W or H×W×C, C in 1, 3, 4; uint8 or float in 0..1) or a torch tensor
+    (C×H×W) as a PIL image; ``ValueError`` naming ``index`` for anything else."""
+    import torch
+    from PIL import Image
+
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 3 or value.shape[0] not in (1, 3, 4):
+            raise ValueError(
+                f"image {index}: a tensor must be C×H×W with C in (1, 3, 4), "
+                f"got shape {tuple(value.shape)}"
+            )
+        value = value.detach().cpu().permute(1, 2, 0).numpy()
+    if isinstance(value, np.ndarray):
+        array = value
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+            raise ValueError(
+                f"image {index}: an array must be H×W or H×W×C with C in (1, 3, 4), "
+                f"got shape {value.shape}"
+            )
+        if min(array.shape[:2]) < 1:
+            raise ValueError(f"image {index}: empty image of shape {value.shape}")
+        if np.issubdtype(array.dtype, np.floating):
+            if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+                raise ValueError(f"image {index}: float pixels must lie in 0..1")
+            array = np.rint(array * 255.0).astype(np.uint8)
+        elif array.dtype != np.uint8:
+            raise ValueError(f"image {index}: pixels must be uint8 or float in 0..1, got {array.dtype}")
+        mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
+        return Image.fromarray(np.ascontiguousarray(array), mode=mode)
+    raise ValueError(f"image {index}: unsupported input type {type(value).__name__}")
 
 
 class PromptPARImageProcessor(BaseImageProcessor):
@@ -104,41 +139,16 @@ class PromptPARImageProcessor(BaseImageProcessor):
 
     # ----------------------------------------------------------------------- inputs
 
-    @staticmethod
-    def _to_pil(value: Any, index: int):
-        """One input as a decoded PIL image (ValueError naming ``index`` otherwise)."""
-        import torch
+    def _to_pil(self, value: Any, index: int):
+        """One input as a decoded PIL image (ValueError naming ``index`` otherwise).
+
+        Files are decoded with ``size_hint=self.size``, so a huge JPEG is decoded at a
+        reduced scale instead of at full size."""
         from PIL import Image
 
         if isinstance(value, (Image.Image, str, Path, bytes, bytearray, dict)):
-            return decode_image(value, index)
-        if isinstance(value, torch.Tensor):
-            if value.ndim != 3 or value.shape[0] not in (1, 3, 4):
-                raise ValueError(
-                    f"image {index}: a tensor must be C×H×W with C in (1, 3, 4), "
-                    f"got shape {tuple(value.shape)}"
-                )
-            value = value.detach().cpu().permute(1, 2, 0).numpy()
-        if isinstance(value, np.ndarray):
-            array = value
-            if array.ndim == 3 and array.shape[2] == 1:
-                array = array[:, :, 0]
-            if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-                raise ValueError(
-                    f"image {index}: an array must be H×W or H×W×C with C in (1, 3, 4), "
-                    f"got shape {value.shape}"
-                )
-            if min(array.shape[:2]) < 1:
-                raise ValueError(f"image {index}: empty image of shape {value.shape}")
-            if np.issubdtype(array.dtype, np.floating):
-                if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-                    raise ValueError(f"image {index}: float pixels must lie in 0..1")
-                array = np.rint(array * 255.0).astype(np.uint8)
-            elif array.dtype != np.uint8:
-                raise ValueError(f"image {index}: pixels must be uint8 or float in 0..1, got {array.dtype}")
-            mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
-            return Image.fromarray(np.ascontiguousarray(array), mode=mode)
-        raise ValueError(f"image {index}: unsupported input type {type(value).__name__}")
+            return decode_image(value, index, size_hint=self.size)
+        return array_to_pil(value, index)
 
     # ------------------------------------------------------------------- processing
 

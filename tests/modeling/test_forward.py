@@ -163,3 +163,13 @@ def test_bf16_weights(model, pixels):
     with torch.inference_mode():
         out = model(pixels.to(torch.bfloat16))
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.gl_logits.float()).all()
+
+
+def test_gl_logits_can_be_skipped_for_prediction(model, pixels, labels):
+    model.eval()
+    with torch.no_grad():
+        full = model(pixels)
+        fast = model(pixels, compute_gl_logits=False)
+        with_labels = model(pixels, labels=labels, compute_gl_logits=False)
+    assert fast.gl_logits is None and torch.equal(fast.logits, full.logits)
+    assert with_labels.gl_logits is not None  # the loss needs them

@@ -12,6 +12,7 @@ The path of the data (METHOD.md §2-§6)::
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Iterator, Optional, Union
 
 import torch
@@ -79,7 +80,11 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
 
         clip = clip_model if clip_model is not None else CLIPModel(config.get_clip_config())
         clip.requires_grad_(False)
-        self.clip = get_peft_model(clip, config.region_prompt_config())
+        with warnings.catch_warnings():  # peft reads a property transformers 5 deprecated
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.clip = get_peft_model(clip, config.region_prompt_config())
+        # Looked up once: the text-feature cache key is computed on every eval forward.
+        self._prompt_layers = [m for m in self.clip.modules() if isinstance(m, RegionPromptLayer)]
         clip_config = clip.config
         projection_dim = clip_config.projection_dim
         fusion_config = config.get_fusion_config()
@@ -151,7 +156,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
     def prompt_layers(self) -> Iterator[RegionPromptLayer]:
-        return (m for m in self.clip.modules() if isinstance(m, RegionPromptLayer))
+        return iter(self._prompt_layers)
 
     def prompt_parameters(self) -> list[nn.Parameter]:
         """Visual prompts, region class tokens and text prompts of the active adapter (lr 4e-3 in the paper)."""
@@ -265,6 +270,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         pixel_values: torch.Tensor,
         labels: Optional[torch.Tensor] = None,
         output_features: bool = False,
+        compute_gl_logits: bool = True,
         return_dict: Optional[bool] = None,
         **kwargs: Any,
     ) -> Union[PromptPAROutput, tuple]:
@@ -273,6 +279,8 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
             pixel_values: (B, 3, S, S) images from the PromptPAR image processor.
             labels: (B, N) with 1, 0 or 2 (uncertain); gives ``loss``.
             output_features: also return the visual tokens and text features.
+            compute_gl_logits: run the GL aggregator; predictions use ``logits`` only, so
+                inference may skip it (``gl_logits`` is then None). Forced on with labels.
         """
         if labels is not None:
             validate_labels(labels, self.config.num_attributes)
@@ -285,8 +293,10 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         if self.training and batch < 2:
             raise ValueError("Training needs batches of at least 2 images (the heads end in a BatchNorm).")
         logits = self.heads(fused[:, :num_attributes])
-        class_tokens = visual[:, self.class_token_indices().to(visual.device)]
-        gl_logits = self.aggregator(class_tokens, text, self.clip_model.logit_scale)
+        gl_logits = None
+        if compute_gl_logits or labels is not None:
+            class_tokens = visual[:, self.class_token_indices().to(visual.device)]
+            gl_logits = self.aggregator(class_tokens, text, self.clip_model.logit_scale)
 
         loss = None
         if labels is not None:

@@ -104,7 +104,7 @@ class PromptPARSerializationMixin:
     def weight_files(self, bundle_base_weights: bool = False) -> dict[str, dict[str, torch.Tensor]]:
         """Every tensor ``save_pretrained`` writes, by file. Sizes are counted from this
         same plan (see :meth:`saved_weight_bytes`)."""
-        adapter = get_peft_model_state_dict(self.clip, adapter_name=self.clip.active_adapter)
+        adapter = self._adapter_state()
         head = {
             name: tensor for name, tensor in self.state_dict().items()
             if not name.startswith("clip.")
@@ -114,6 +114,11 @@ class PromptPARSerializationMixin:
         if self._bundles_clip(bundle_base_weights):
             files[CLIP_BASE_FILE] = plain_clip_state_dict(self.clip_model)
         return files
+
+    def _adapter_state(self) -> dict[str, torch.Tensor]:
+        """The active adapter's tensors as PEFT saves them (prompts never touch the
+        embedding layers, so peft need not look the base up on the Hub to decide)."""
+        return get_peft_model_state_dict(self.clip, adapter_name=self.clip.active_adapter, save_embedding_layers=False)
 
     def saved_weight_bytes(self, bundle_base_weights: bool = False) -> int:
         """Bytes of tensor data ``save_pretrained`` writes (works on the meta device)."""
@@ -195,6 +200,8 @@ class PromptPARSerializationMixin:
         it must have the same architecture as the one the model was trained on.
         """
         dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None)
+        if isinstance(dtype, str):  # pipeline() passes "auto": keep the saved precision (fp32)
+            dtype = None if dtype == "auto" else getattr(torch, dtype)
         device_map = kwargs.pop("device_map", None)
         if device is None and isinstance(device_map, (str, torch.device)):
             device = device_map
@@ -284,7 +291,7 @@ class PromptPARSerializationMixin:
 
     def _load_adapter(self, path: Path) -> None:
         state = read_safetensors(path, "CLIP prompt adapter")
-        expected = get_peft_model_state_dict(self.clip, adapter_name=self.clip.active_adapter)
+        expected = self._adapter_state()
         _check_tensors("CLIP prompt adapter", path, state, expected)
         set_peft_model_state_dict(self.clip, state, adapter_name=self.clip.active_adapter)
 

@@ -136,6 +136,18 @@ class VisionPromptLayer(RegionPromptLayer):
         groups = torch.cat([class_tokens.unsqueeze(2), prompts], dim=2).flatten(1, 2)
         return torch.cat([groups, patches], dim=1)
 
+    def _overwrite_prompts(self, hidden: torch.Tensor, prompts: torch.Tensor, num_class: int, group: int):
+        """Put one layer's prompts (K+1, m, w) into the prompt slots of ``hidden`` (B, L, w).
+
+        Without autograd the slots are written in place (one strided copy); with it the
+        sequence is rebuilt, so that no tensor saved for backward is modified.
+        """
+        offset = num_class * group
+        if torch.is_grad_enabled():
+            return self._assemble(hidden[:, :offset:group], prompts, hidden[:, offset:])
+        hidden[:, :offset].unflatten(1, (num_class, group))[:, :, 1:] = prompts.to(hidden.dtype)
+        return hidden
+
     def forward(self, inputs_embeds: torch.Tensor, attention_mask=None, **kwargs) -> BaseModelOutput:
         adapter = self.active_prompt_adapter()
         if adapter is None:
@@ -156,12 +168,11 @@ class VisionPromptLayer(RegionPromptLayer):
         mask = self._region_mask(settings, grid, inputs_embeds.dtype, inputs_embeds.device)
         prompts = self.region_prompt_vision[adapter]  # (depth, K + 1, m, w)
         group = settings.prompts_per_group + 1
-        offset = num_class * group  # first patch token
 
         hidden = self._assemble(inputs_embeds[:, :num_class], prompts[0], inputs_embeds[:, num_class:])
         for index, encoder_layer in enumerate(self.base_layer.layers):
             if 0 < index < settings.depth:
                 # Overwrite the prompt slots; CLS, CLS_j and the patches flow on.
-                hidden = self._assemble(hidden[:, :offset:group], prompts[index], hidden[:, offset:])
+                hidden = self._overwrite_prompts(hidden, prompts[index], num_class, group)
             hidden = encoder_layer(hidden, mask, **kwargs)
         return BaseModelOutput(last_hidden_state=hidden)
