@@ -156,8 +156,9 @@ class PromptPARConfig(PreTrainedConfig):
         settings = {name: getattr(self, name) for name in REGION_PROMPT_FIELDS}
         if self.text_prompt_per_sentence:
             settings["num_sentences"] = self.num_attributes
-        return RegionPromptConfig(base_model_name_or_path=self.clip_name_or_path, revision=self.clip_revision,
-                                  **settings)
+        # The CLIP reference goes into the adapter's config when it is saved (peft would
+        # overwrite it here with the in-memory model's name).
+        return RegionPromptConfig(**settings)
 
     def _backbone_config(self, field: str, config_class):
         value = getattr(self, field)
