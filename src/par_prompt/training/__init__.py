@@ -1,0 +1,47 @@
+"""Training PromptPAR with Accelerate (``examples/train_par.py`` is the command line).
+
+Public names::
+
+    ModelArguments, DataArguments, TrainingArguments      the dataclasses of the CLI
+    resolve_arguments(m, d, t)                            fill paper / demo defaults
+    train(m=None, d=None, t=None) -> TrainingResult       one run; no arguments: the demo
+    PromptPARTrainer, TrainingResult                      the run, piece by piece
+    TrainingError, NonFiniteLossError, TrainingDataError, CheckpointError
+    build_optimizer, WarmupCosineSchedule, warmup_cosine_factor
+    SyncBatchNorm1d, convert_sync_batchnorm, revert_sync_batchnorm
+    EpochBatchSampler, ImageSplit, CheckpointManager, JSONLinesTracker
+"""
+
+from .arguments import DataArguments, ModelArguments, TrainingArguments, resolve_arguments
+from .checkpoint import CheckpointError, CheckpointManager, load_trainable_state, trainable_state_dict
+from .data import EpochBatchSampler, ImageSplit, TrainingDataError
+from .distributed import SyncBatchNorm1d, convert_sync_batchnorm, revert_sync_batchnorm
+from .loop import NonFiniteLossError, PromptPARTrainer, TrainingError, TrainingResult, train
+from .optim import WarmupCosineSchedule, build_optimizer, warmup_cosine_factor
+from .trackers import JSONLinesTracker
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "DataArguments",
+    "EpochBatchSampler",
+    "ImageSplit",
+    "JSONLinesTracker",
+    "ModelArguments",
+    "NonFiniteLossError",
+    "PromptPARTrainer",
+    "SyncBatchNorm1d",
+    "TrainingArguments",
+    "TrainingDataError",
+    "TrainingError",
+    "TrainingResult",
+    "WarmupCosineSchedule",
+    "build_optimizer",
+    "convert_sync_batchnorm",
+    "load_trainable_state",
+    "resolve_arguments",
+    "revert_sync_batchnorm",
+    "train",
+    "trainable_state_dict",
+    "warmup_cosine_factor",
+]
