@@ -71,3 +71,13 @@ def test_optimizer_refuses_a_trainable_parameter_outside_the_groups():
     model.frozen.requires_grad_(True)
     with pytest.raises(ValueError, match="outside the prompt and head groups"):
         build_optimizer(model)
+
+
+def test_prompt_init_choices_are_the_ones_the_method_accepts():
+    import typing
+
+    from par_prompt.training import ModelArguments
+    from par_prompt.tuner.config import PROMPT_INITS
+
+    choices = typing.get_args(typing.get_type_hints(ModelArguments)["prompt_init"])
+    assert set(choices) == set(PROMPT_INITS)

@@ -101,7 +101,9 @@ class ModelArguments:
     text_prompts: int = field(default=3, metadata={"help": "Text prompts per layer."})
     text_depth: Optional[int] = field(default=None, metadata={
         "help": "Number of text layers with their own prompts. Default: all."})
-    prompt_init: Literal["uniform", "zero"] = field(default="uniform", metadata={"help": "Prompt initialisation: uniform or zero."})
+    prompt_init: Literal["uniform", "zeros"] = field(
+        default="uniform", metadata={"help": "Prompt initialisation: uniform (METHOD.md §2) or zeros (Table VIII)."}
+    )
     fusion_layers: Optional[int] = field(default=None, metadata=_help(
         "Frozen fusion transformer layers taken from --fusion (0: a trainable MLP over the sequence instead, "
         "paper Table VI).", 1, 0))
