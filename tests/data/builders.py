@@ -145,14 +145,17 @@ def make_peta(
 # ------------------------------------------------------------------------------------ RAP
 
 
-def make_rapv1(root: Path, n_rows: int = 24):
-    """RAPv1 ``RAP_annotation/RAP_annotation.mat`` + ``RAP_dataset/*.png``."""
+def make_rapv1(root: Path, n_rows: int = 24, name_count: int | None = None):
+    """RAPv1 ``RAP_annotation/RAP_annotation.mat`` + ``RAP_dataset/*.png``.
+
+    ``name_count`` lists that many image names instead of one per label row.
+    """
     rng = np.random.default_rng(2)
     raw_names = list(DATASET_ATTRIBUTES["rapv1"]) + [f"extra-{i}" for i in range(41)]
     labels = _labels(rng, n_rows, len(raw_names), uncertain=True)
     names = [
         f"CAM{i % 3:02d}_2014-02-15_20140215161032-20140215162620_tarid{i}_frame{i * 7}_line1.png"
-        for i in range(n_rows)
+        for i in range(n_rows if name_count is None else name_count)
     ]
     parts = np.empty((5, 1), dtype=object)
     chosen = []

@@ -245,6 +245,13 @@ def test_label_width_mismatch_rapv2(tmp_path):
         convert("rapv2", tmp_path / "src", tmp_path / "out")
 
 
+def test_label_rows_mismatch_rapv1(tmp_path):
+    builders.make_rapv1(tmp_path / "src", n_rows=24, name_count=23)
+    with pytest.raises(ParDataError, match="label has 24 rows but imagesname lists 23"):
+        convert("rapv1", tmp_path / "src", tmp_path / "out")
+    assert_no_output(tmp_path / "out")
+
+
 def test_bad_label_values(tmp_path):
     import scipy.io
 

@@ -63,6 +63,23 @@ def _partition(rap: MatStruct, names: tuple[str, ...], partition: int, path: Pat
     return MatStruct(partitions[partition], f"RAP_annotation.{names[0]}{{{partition + 1}}}", path)
 
 
+def _read_table(rap: MatStruct, path: Path, name_field: str, attribute_field: str, label_field: str):
+    """Image names, all attribute names and the full label matrix, with their shapes checked."""
+    names = strings(rap.field(name_field), f"RAP_annotation.{name_field}", path)
+    raw_names = strings(rap.field(attribute_field), f"RAP_annotation.{attribute_field}", path)
+    raw = matrix(rap.field(label_field), f"RAP_annotation.{label_field}", path)
+    if raw.shape[1] != len(raw_names):
+        raise ParDataError(
+            f"{path}: RAP_annotation.{label_field} has {raw.shape[1]} columns but {attribute_field} has "
+            f"{len(raw_names)} names"
+        )
+    if raw.shape[0] != len(names):
+        raise ParDataError(
+            f"{path}: RAP_annotation.{label_field} has {raw.shape[0]} rows but {name_field} lists {len(names)}"
+        )
+    return names, raw_names, raw
+
+
 def split_validation(train: np.ndarray, partition: int, fraction: float = VALIDATION_FRACTION):
     """Deterministically move ``round(fraction × n)`` train rows to validation.
 
@@ -80,18 +97,7 @@ def read_rapv1(src: Path, partition: int = 0) -> Annotation:
     from par_prompt.sentences import expand_attributes
 
     rap, path = _load(src)
-    names = strings(rap.field("imagesname"), "RAP_annotation.imagesname", path)
-    raw_names = strings(rap.field("attribute_eng"), "RAP_annotation.attribute_eng", path)
-    raw = matrix(rap.field("label"), "RAP_annotation.label", path)
-    if raw.shape[1] != len(raw_names):
-        raise ParDataError(
-            f"{path}: RAP_annotation.label has {raw.shape[1]} columns but attribute_eng has "
-            f"{len(raw_names)} names"
-        )
-    if raw.shape[0] != len(names):
-        raise ParDataError(
-            f"{path}: RAP_annotation.label has {raw.shape[0]} rows but imagesname lists {len(names)}"
-        )
+    names, raw_names, raw = _read_table(rap, path, "imagesname", "attribute_eng", "label")
     if len(raw_names) < RAPV1_ATTRIBUTES:
         raise ParDataError(
             f"{path}: RAPv1 evaluates the first {RAPV1_ATTRIBUTES} attributes, the file has {len(raw_names)}"
@@ -121,15 +127,7 @@ def read_rapv2(src: Path, partition: int = 0) -> Annotation:
     from par_prompt.sentences import expand_attributes
 
     rap, path = _load(src)
-    names = strings(rap.field("name"), "RAP_annotation.name", path)
-    raw_names = strings(rap.field("attribute"), "RAP_annotation.attribute", path)
-    raw = matrix(rap.field("data"), "RAP_annotation.data", path)
-    if raw.shape[1] != len(raw_names):
-        raise ParDataError(
-            f"{path}: RAP_annotation.data has {raw.shape[1]} columns but attribute has {len(raw_names)} names"
-        )
-    if raw.shape[0] != len(names):
-        raise ParDataError(f"{path}: RAP_annotation.data has {raw.shape[0]} rows but name lists {len(names)}")
+    names, raw_names, raw = _read_table(rap, path, "name", "attribute", "data")
     selected = index_vector(
         rap.field("selected_attribute"), "RAP_annotation.selected_attribute", path, len(raw_names)
     )
