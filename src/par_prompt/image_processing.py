@@ -131,7 +131,7 @@ class PromptPARImageProcessor(BaseImageProcessor):
         """Copy the crop size and mean/std of a ``CLIPImageProcessor``."""
         size = getattr(clip_image_processor, "crop_size", None) or clip_image_processor.size
         return cls(
-            size=_square_side(size),
+            size=size,
             image_mean=list(clip_image_processor.image_mean),
             image_std=list(clip_image_processor.image_std),
             **kwargs,

@@ -68,8 +68,19 @@ class MatStruct:
             + f"; it has {list(self.names)}"
         )
 
-    def struct(self, *names: str) -> MatStruct:
-        return MatStruct(self.field(*names), f"{self.where}.{names[0]}", self.path)
+    def indices(self, name: str, size: int) -> np.ndarray:
+        """Field ``name`` as 0-based row indices (see :func:`index_vector`)."""
+        return index_vector(self.field(name), f"{self.where}.{name}", self.path, size)
+
+    def partition(self, partition: int, *names: str) -> MatStruct:
+        """Struct number ``partition`` (0-based) of the cell array in field ``names``."""
+        partitions = cell_items(self.field(*names))
+        if not 0 <= partition < len(partitions):
+            raise ParDataError(
+                f"{self.path}: partition {partition} requested, the file has {len(partitions)} "
+                f"(0..{len(partitions) - 1})"
+            )
+        return MatStruct(partitions[partition], f"{self.where}.{names[0]}{{{partition + 1}}}", self.path)
 
 
 def _describe(array: np.ndarray) -> str:

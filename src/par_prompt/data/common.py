@@ -25,6 +25,7 @@ Metadata: the attribute names and sentences are a JSON object under the key
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -307,14 +308,7 @@ def drop_missing(annotation: Annotation, skip_missing: bool) -> Annotation:
         splits[split] = present
     if total_missing:
         logger.warning("skipped %d missing image(s) in total", total_missing)
-    return Annotation(
-        annotation.name,
-        annotation.attributes,
-        annotation.sentences,
-        splits,
-        annotation.source,
-        annotation.partition,
-    )
+    return dataclasses.replace(annotation, splits=splits)
 
 
 def check_splits(annotation: Annotation) -> None:

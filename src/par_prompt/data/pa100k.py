@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._mat import load_mat, strings, top_level
-from .common import Annotation, ParDataError, Record, check_label_matrix, find_file, find_image_root
+from .common import Annotation, ParDataError, check_label_matrix, find_file, find_image_root, select_rows
 
 NUM_ATTRIBUTES = 26
 IMAGE_DIRS = ("data", "release_data/release_data", "release_data")
@@ -62,7 +62,7 @@ def read_pa100k(src: Path, partition: int = 0) -> Annotation:
 
     root = find_image_root(src, IMAGE_DIRS, columns["train"][0])
     splits = {
-        split: [Record(name, root / name, row) for name, row in zip(names, labels)]
+        split: select_rows(labels, names, np.arange(len(names)), root)
         for split, (names, labels) in columns.items()
     }
     return Annotation("pa100k", attributes, expand_attributes(attributes, dataset="pa100k"), splits, path)

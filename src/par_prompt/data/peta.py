@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._mat import MatStruct, cell_items, index_vector, load_mat, matrix, strings, top_level
+from ._mat import MatStruct, index_vector, load_mat, matrix, strings, top_level
 from .common import Annotation, ParDataError, check_label_matrix, find_file, find_image_root, select_rows
 
 logger = logging.getLogger(__name__)
@@ -75,19 +75,13 @@ def read_peta(src: Path, partition: int = 0) -> Annotation:
         data[:, ID_COLUMNS:][:, selected], len(attributes), f"{path} field 'peta.data'"
     )
 
-    partitions = cell_items(peta.field("partion_attribute", "partition_attribute"))
-    if not 0 <= partition < len(partitions):
-        raise ParDataError(
-            f"{path}: partition {partition} requested, the file has {len(partitions)} "
-            f"(0..{len(partitions) - 1})"
-        )
-    part = MatStruct(partitions[partition], f"peta.partion_attribute{{{partition + 1}}}", path)
+    part = peta.partition(partition, "partion_attribute", "partition_attribute")
     names = [f"{i + 1:05d}.png" for i in range(data.shape[0])]
     root = find_image_root(src, IMAGE_DIRS, names)
-    splits = {}
-    for split, field in _SPLIT_FIELDS.items():
-        rows = index_vector(part.field(field), f"{part.where}.{field}", path, data.shape[0])
-        splits[split] = select_rows(labels, names, rows, root)
+    splits = {
+        split: select_rows(labels, names, part.indices(field, data.shape[0]), root)
+        for split, field in _SPLIT_FIELDS.items()
+    }
     return Annotation(
         "peta", attributes, expand_attributes(attributes, dataset="peta"), splits, path, partition
     )

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._mat import MatStruct, cell_items, index_vector, load_mat, matrix, strings, top_level
+from ._mat import MatStruct, load_mat, matrix, strings, top_level
 from .common import Annotation, ParDataError, check_label_matrix, find_file, find_image_root, select_rows
 
 RAPV1_ATTRIBUTES = 51
@@ -51,16 +51,6 @@ _MAT_FILES = ("RAP_annotation.mat", "RAP_annotation/RAP_annotation.mat")
 def _load(src: Path) -> tuple[MatStruct, Path]:
     path = find_file(src, _MAT_FILES, "RAP_annotation.mat")
     return MatStruct(top_level(load_mat(path), "RAP_annotation", path), "RAP_annotation", path), path
-
-
-def _partition(rap: MatStruct, names: tuple[str, ...], partition: int, path: Path) -> MatStruct:
-    partitions = cell_items(rap.field(*names))
-    if not 0 <= partition < len(partitions):
-        raise ParDataError(
-            f"{path}: partition {partition} requested, the file has {len(partitions)} "
-            f"(0..{len(partitions) - 1})"
-        )
-    return MatStruct(partitions[partition], f"RAP_annotation.{names[0]}{{{partition + 1}}}", path)
 
 
 def _read_table(rap: MatStruct, path: Path, name_field: str, attribute_field: str, label_field: str):
@@ -107,9 +97,9 @@ def read_rapv1(src: Path, partition: int = 0) -> Annotation:
         raw[:, :RAPV1_ATTRIBUTES], len(attributes), f"{path} field 'RAP_annotation.label'"
     )
 
-    part = _partition(rap, ("partion", "partition"), partition, path)
-    train = index_vector(part.field("train_index"), f"{part.where}.train_index", path, len(names))
-    test = index_vector(part.field("test_index"), f"{part.where}.test_index", path, len(names))
+    part = rap.partition(partition, "partion", "partition")
+    train = part.indices("train_index", len(names))
+    test = part.indices("test_index", len(names))
     train, validation = split_validation(train, partition)
     root = find_image_root(src, IMAGE_DIRS, names)
     splits = {
@@ -128,9 +118,7 @@ def read_rapv2(src: Path, partition: int = 0) -> Annotation:
 
     rap, path = _load(src)
     names, raw_names, raw = _read_table(rap, path, "name", "attribute", "data")
-    selected = index_vector(
-        rap.field("selected_attribute"), "RAP_annotation.selected_attribute", path, len(raw_names)
-    )
+    selected = rap.indices("selected_attribute", len(raw_names))
     if selected.size != RAPV2_ATTRIBUTES:
         raise ParDataError(
             f"{path}: RAPv2 evaluates {RAPV2_ATTRIBUTES} attributes, selected_attribute has {selected.size}"
@@ -138,12 +126,12 @@ def read_rapv2(src: Path, partition: int = 0) -> Annotation:
     attributes = [raw_names[i] for i in selected]
     labels = check_label_matrix(raw[:, selected], len(attributes), f"{path} field 'RAP_annotation.data'")
 
-    part = _partition(rap, ("partition_attribute",), partition, path)
+    part = rap.partition(partition, "partition_attribute")
     root = find_image_root(src, IMAGE_DIRS, names)
-    splits = {}
-    for split, field in (("train", "train_index"), ("validation", "val_index"), ("test", "test_index")):
-        rows = index_vector(part.field(field), f"{part.where}.{field}", path, len(names))
-        splits[split] = select_rows(labels, names, rows, root)
+    splits = {
+        split: select_rows(labels, names, part.indices(field, len(names)), root)
+        for split, field in (("train", "train_index"), ("validation", "val_index"), ("test", "test_index"))
+    }
     return Annotation(
         "rapv2", attributes, expand_attributes(attributes, dataset="rapv2"), splits, path, partition
     )

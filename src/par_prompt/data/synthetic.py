@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .common import metadata_dict
+from .common import attach_metadata, make_features, metadata_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -381,8 +381,6 @@ def make_synthetic(
     metadata (name ``"synthetic"``, :data:`ATTRIBUTES`, :data:`SENTENCES`) is attached.
     """
     from datasets import Dataset, DatasetDict
-
-    from .common import attach_metadata, make_features
 
     height, width = (int(v) for v in image_size)
     if height < MIN_SIZE[0] or width < MIN_SIZE[1]:
