@@ -176,10 +176,7 @@ _RAP_COMMON: dict[str, str] = {
 
 def _pick(source: Mapping[str, str], names: Sequence[str], extra: Mapping[str, str]) -> dict[str, str]:
     """Build a table in the given raw order from shared entries plus dataset-only ones."""
-    table = {}
-    for name in names:
-        table[name] = extra[name] if name in extra else source[name]
-    return table
+    return {name: extra[name] if name in extra else source[name] for name in names}
 
 
 _RAPV1_ORDER = (
@@ -427,23 +424,21 @@ def expand_attributes(names: Sequence[str], dataset: str | None = None) -> list[
     ``UserWarning`` lists all of them, so a typo or a new dataset is visible.
     """
     names = _check_names(names)
-    if dataset is None:
-        tables = list(ATTRIBUTE_SENTENCES.values())
-    else:
-        tables = [ATTRIBUTE_SENTENCES[normalize_dataset_name(dataset)]]
+    key = None if dataset is None else normalize_dataset_name(dataset)
+    tables = list(ATTRIBUTE_SENTENCES.values()) if key is None else [ATTRIBUTE_SENTENCES[key]]
 
     sentences: list[str] = []
     unknown: list[str] = []
     for name in names:
-        key = name.strip()
-        found = next((table[key] for table in tables if key in table), None)
+        stripped = name.strip()
+        found = next((table[stripped] for table in tables if stripped in table), None)
         if found is None:
             unknown.append(name)
-            found = template_sentence(key)
+            found = template_sentence(stripped)
         sentences.append(found)
 
     if unknown:
-        where = "any table" if dataset is None else f"the {normalize_dataset_name(dataset)!r} table"
+        where = "any table" if key is None else f"the {key!r} table"
         warnings.warn(
             f"{len(unknown)} attribute name(s) not found in {where}, expanded with the "
             f"generic template: {unknown}. Pass your own sentences to override.",

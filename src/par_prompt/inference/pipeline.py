@@ -77,7 +77,7 @@ class PedestrianAttributeRecognitionPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         pixel_values = model_inputs["pixel_values"].to(dtype=self.model.dtype)
-        logits = self.model(pixel_values=pixel_values).logits
+        logits = self.model(pixel_values=pixel_values, compute_gl_logits=False).logits  # as predict does
         return {"probabilities": torch.sigmoid(logits.float()), "source": model_inputs["source"]}
 
     def postprocess(self, model_outputs: dict[str, Any], threshold: Optional[Any] = None) -> dict[str, Any]:

@@ -189,10 +189,15 @@ def load_image(value: Any, index: int, size_hint: Optional[int] = None):
 def preprocess_image(processor, value: Any, index: int) -> torch.Tensor:
     """Load and preprocess one input: ``(3, S, S)`` float32."""
     image = load_image(value, index, size_hint=getattr(processor, "size", None))
+    return _process_one(processor, image, index, describe_source(value))
+
+
+def _process_one(processor, image, index: int, source: Optional[str]) -> torch.Tensor:
+    """One loaded image through the processor: ``(3, S, S)``; :class:`ImageInputError` on failure."""
     try:
         return processor(image, return_tensors="pt")["pixel_values"][0]
     except (ValueError, OSError) as error:
-        raise ImageInputError(index, describe_source(value), str(error)) from error
+        raise ImageInputError(index, source, str(error)) from error
 
 
 # ---------------------------------------------------------------------------- model
@@ -281,9 +286,10 @@ def _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, retur
     and the model as one batch."""
     results: list[Union[None, AttributePrediction, ImageInputError]] = [None] * len(chunk)
     loaded = []  # (position in chunk, index, source, PIL image)
+    size_hint = getattr(processor, "size", None)
     for position, (index, value) in enumerate(chunk):
         try:
-            image = load_image(value, index, size_hint=getattr(processor, "size", None))
+            image = load_image(value, index, size_hint=size_hint)
             loaded.append((position, index, describe_source(value), image))
         except ImageInputError as error:
             if not return_errors:
@@ -320,12 +326,11 @@ def _preprocess_batch(processor, loaded: list, results: list, return_errors: boo
     for entry in loaded:
         position, index, source, image = entry
         try:
-            tensors.append(processor(image, return_tensors="pt")["pixel_values"][0])
+            tensors.append(_process_one(processor, image, index, source))
             kept.append(entry)
-        except (ValueError, OSError) as error:
-            failure = ImageInputError(index, source, str(error))
+        except ImageInputError as failure:
             if not return_errors:
-                raise failure from error
+                raise
             results[position] = failure
     return kept, torch.stack(tensors) if tensors else None
 

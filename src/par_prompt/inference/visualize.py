@@ -143,31 +143,35 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
         raise ValueError("This model has no image processor attached; load it with PromptPARModel.from_pretrained.")
     thresholds, _ = resolve_thresholds(config, threshold)
     picture = load_image(image, 0, size_hint=getattr(processor, "size", None))
-    pixel_values = processor(picture, return_tensors="pt")["pixel_values"]
     view = fit_to_square(picture, processor.size, getattr(processor, "pad_fill", 0), getattr(processor, "resample", 3))
+    # The view is already padded and resized: the processor only normalises it (no second resize).
+    pixel_values = processor(view, return_tensors="pt")["pixel_values"]
 
-    vision_capture = _InputCapture(last_vision_attention(model))
+    vision_module = last_vision_attention(model)
+    vision_capture = _InputCapture(vision_module)
     fusion_module = last_fusion_attention(model)
     fusion_capture = _InputCapture(fusion_module) if fusion_module is not None else None
     try:
         with evaluation_mode(model), torch.inference_mode():
-            logits = model(pixel_values=pixel_values.to(device=model.device, dtype=model.dtype)).logits
+            pixel_values = pixel_values.to(device=model.device, dtype=model.dtype)
+            logits = model(pixel_values=pixel_values, compute_gl_logits=False).logits
             vision_hidden = vision_capture.hidden
             fusion_hidden = fusion_capture.hidden if fusion_capture is not None else None
-            grid = math.isqrt(vision_hidden.shape[1] - _prompt_tokens(config))
             regions = config.num_regions if config.prompts_per_group > 0 else 0
+            prompt_tokens = (regions + 1) * (config.prompts_per_group + 1)  # tokens before the patches
+            grid = math.isqrt(vision_hidden.shape[1] - prompt_tokens)
             layout = region_layout(grid, regions, config.overlap_rows, config.prompts_per_group)
             if layout.length != vision_hidden.shape[1]:
                 raise RuntimeError(
                     f"The vision tower's sequence has {vision_hidden.shape[1]} tokens, the region layout "
                     f"{layout.length}; the model's prompt settings do not match its tower."
                 )
-            vision = attention_probabilities(last_vision_attention(model), vision_hidden, layout.mask)[0].mean(0)
+            vision = attention_probabilities(vision_module, vision_hidden, layout.mask)[0].mean(0)
             patches = slice(layout.patch_offset, layout.length)
-            region_heat = []
-            for group in range(layout.num_groups):
-                tokens = [layout.class_token_indices()[group], *layout.prompt_indices(group)]
-                region_heat.append(vision[tokens, patches].mean(0).reshape(grid, grid))
+            region_heat = [
+                vision[[cls, *layout.prompt_indices(group)], patches].mean(0).reshape(grid, grid)
+                for group, cls in enumerate(layout.class_token_indices())
+            ]
             attribute_heat = None
             if fusion_hidden is not None:
                 num_attributes = config.num_attributes
@@ -187,13 +191,6 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
         thresholds=thresholds.numpy(),
         attributes=list(config.attributes),
     )
-
-
-def _prompt_tokens(config) -> int:
-    """Tokens before the patches: (K + 1)(m + 1) with prompts, else CLS alone."""
-    if config.prompts_per_group == 0:
-        return 1
-    return (config.num_regions + 1) * (config.prompts_per_group + 1)
 
 
 # ---------------------------------------------------------------------------- drawing
