@@ -167,11 +167,12 @@ def pretrain_contrastive(clip, tokenizer, settings: DemoSettings,
 
     from .data.synthetic import SENTENCES
     from .data.transforms import CLIP_MEAN, CLIP_STD, normalize, random_pad_crop_flip
+    from .training.data import scaled_augment_pad
 
     images, labels = _pretraining_images(settings)
     sentences = tokenizer(list(SENTENCES), padding=True, return_tensors="pt")
     generator = torch.Generator().manual_seed(settings.seed)
-    pad = max(1, round(10 * settings.image_size / 224))
+    pad = scaled_augment_pad(settings.image_size)
     bias = torch.nn.Parameter(torch.tensor(-2.0))
     clip.train()
     clip.requires_grad_(True)
@@ -211,10 +212,11 @@ def pretrain_contrastive(clip, tokenizer, settings: DemoSettings,
             positives, negatives = targets == 1, targets == 0
             recall = (predicted & positives).sum() / positives.sum().clamp(min=1)
             specificity = (~predicted & negatives).sum() / negatives.sum().clamp(min=1)
-        recent_loss = (recent_loss + [float(loss)])[-50:]
+        loss_value = loss.item()
+        recent_loss = (recent_loss + [loss_value])[-50:]
         recent_acc = (recent_acc + [float(recall + specificity) / 2])[-50:]
         if progress is not None:
-            progress(step + 1, total, float(loss))
+            progress(step + 1, total, loss_value)
     clip.eval()
     clip.requires_grad_(False)
     return {"final_loss": float(np.mean(recent_loss)), "balanced_pair_accuracy": float(np.mean(recent_acc)),
@@ -289,7 +291,7 @@ def _build_backbones(directory: Path, settings: DemoSettings, verbose: bool) -> 
     if settings.pretrain_steps > 0:
         clip = CLIPModel.from_pretrained(paths.clip)
         tokenizer = AutoTokenizer.from_pretrained(paths.clip)
-        bar = _progress_bar(settings.pretrain_steps, "Pre-training the demo CLIP", verbose)
+        bar = _Bar(settings.pretrain_steps, "Pre-training the demo CLIP", verbose)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             summary = pretrain_contrastive(clip, tokenizer, settings, progress=bar)
@@ -341,10 +343,6 @@ class _Bar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _progress_bar(total: int, description: str, enabled: bool) -> _Bar:
-    return _Bar(total, description, enabled)
 
 
 def demo_dataset(num_train: int = 2000, num_val: int = 400, num_test: int = 400, seed: int = 0,

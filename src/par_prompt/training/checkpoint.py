@@ -169,7 +169,7 @@ class CheckpointManager:
         accelerator.save_state(str(partial))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            _write_json(partial / TRAINER_STATE_FILE, trainer_state)
+            write_json(partial / TRAINER_STATE_FILE, trainer_state)
             _fsync_tree(partial)
             if final.exists():  # the same epoch again after a resume: replace it only now
                 aside = self.directory / f".epoch-{epoch}.old"
@@ -201,7 +201,9 @@ class CheckpointManager:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: os.PathLike, value: Any) -> None:
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(value, handle, indent=2)
@@ -232,7 +234,3 @@ def _fsync_directory(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-def write_json(path: os.PathLike, value: Any) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    _write_json(Path(path), value)

@@ -16,17 +16,14 @@ so every update averages the same number of examples and shards are equal in siz
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
 from ..data.transforms import ImageTransform, normalize, random_pad_crop_flip
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "EpochBatchSampler",
@@ -66,7 +63,7 @@ def load_training_data(data_args, demo_cache_dir: Optional[str] = None, demo: bo
 
         return demo_dataset(data_args.synthetic_train, data_args.synthetic_validation, data_args.synthetic_test,
                             seed=data_args.synthetic_seed, cache_dir=demo_cache_dir)
-    if name.lower() in getattr(par_data, "KNOWN_DATASETS", ()) and not Path(name).exists():
+    if name.lower() in par_data.KNOWN_DATASETS and not Path(name).exists():
         raise TrainingDataError(
             f"--dataset {name} names a benchmark but no data: convert it first (`par-prompt convert {name} SRC OUT`) "
             f"and pass --data-dir OUT, or pass a Hub dataset id with --data-dir."
@@ -273,6 +270,3 @@ def shard_batch_size(global_batch: int, num_processes: int) -> int:
     """Per-process evaluation batch (at least 1)."""
     return max(1, global_batch // max(1, num_processes))
 
-
-def describe_splits(labels: dict[str, np.ndarray], names: Sequence[str]) -> str:
-    return ", ".join(f"{name}: {labels[name].shape[0]}" for name in names if name in labels)

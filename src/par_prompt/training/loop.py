@@ -176,6 +176,7 @@ class PromptPARTrainer:
 
     def _build_model(self, data):
         from ..modeling import PromptPARModel
+        from ..sentences import ATTRIBUTE_SENTENCES
 
         m = self.model_args
         config_kwargs = m.config_kwargs()
@@ -194,7 +195,7 @@ class PromptPARTrainer:
         return PromptPARModel.from_backbones(
             clip, list(data.attributes), fusion, clip_revision=m.clip_revision, fusion_revision=m.fusion_revision,
             cache_dir=m.cache_dir, local_files_only=m.local_files_only, attn_implementation=m.attn_implementation,
-            sentences=list(data.sentences), dataset=dataset_name if dataset_name in _SENTENCE_TABLES else None,
+            sentences=list(data.sentences), dataset=dataset_name if dataset_name in ATTRIBUTE_SENTENCES else None,
             **config_kwargs,
         )
 
@@ -274,6 +275,7 @@ class PromptPARTrainer:
         checkpoints = CheckpointManager(accelerator, self.output_dir / CHECKPOINT_DIR, a.save_total_limit)
         checkpoints.register_hooks(prepared)
 
+        config = arguments_dict(self.model_args, self.data_args, a)
         best = {"metric": a.metric_for_best, "value": None, "epoch": None}
         history: list[dict[str, Any]] = []
         start_epoch, update = 0, 0
@@ -285,9 +287,7 @@ class PromptPARTrainer:
             self.last_checkpoint = path
             accelerator.print(f"Resumed from {path} (epoch {start_epoch} of {a.epochs} done).")
         elif accelerator.is_main_process:
-            write_json(self.output_dir / ARGS_FILE, arguments_dict(self.model_args, self.data_args, a))
-
-        config = arguments_dict(self.model_args, self.data_args, a)
+            write_json(self.output_dir / ARGS_FILE, config)
         accelerator.init_trackers("promptpar", config=config)
         self._describe(model, labels, updates_per_epoch, total_updates)
 
@@ -296,8 +296,9 @@ class PromptPARTrainer:
                                                    epoch, update)
             metrics = self._evaluate(prepared, eval_loaders[d.validation_split])
             value = getattr(metrics, a.metric_for_best)
+            lr_prompt, lr_head = scheduler.get_last_lr()
             record = {"epoch": epoch + 1, "global_step": update, "train_loss": train_loss,
-                      "lr_head": scheduler.get_last_lr()[1], "lr_prompt": scheduler.get_last_lr()[0],
+                      "lr_head": lr_head, "lr_prompt": lr_prompt,
                       **{k: getattr(metrics, k) for k in ("mA", "accuracy", "precision", "recall", "f1")}}
             history.append(record)
             improved = best["value"] is None or value > best["value"]
@@ -420,7 +421,7 @@ class PromptPARTrainer:
 
     def _evaluate(self, model, loader):
         """Metrics of ``model`` (prepared or not) on a prepared loader, gathered from every process."""
-        from ..evaluation import collect_predictions
+        from ..evaluation import collect_predictions, resolve_threshold
         from ..metrics import compute_par_metrics
 
         accelerator = self.accelerator
@@ -428,8 +429,8 @@ class PromptPARTrainer:
         with accelerator.autocast():
             probs, labels = collect_predictions(unwrapped, loader, accelerator)
         config = unwrapped.config
-        threshold = config.attribute_thresholds if config.attribute_thresholds is not None else config.threshold
-        return compute_par_metrics(probs, labels, threshold=threshold, attribute_names=config.attributes)
+        return compute_par_metrics(probs, labels, threshold=resolve_threshold(config).value,
+                                   attribute_names=config.attributes)
 
     def _final_test(self, loader):
         """Load the exported best adapter and evaluate it once on the test split."""
@@ -491,9 +492,6 @@ class PromptPARTrainer:
         write_model_card(self.best_dir, metrics=metrics,
                          training_args=arguments_dict(self.model_args, self.data_args, self.args),
                          dataset_name=dataset_name, repo_id=self.args.push_to_hub)
-
-
-_SENTENCE_TABLES = ("pa100k", "peta", "rapv1", "rapv2")
 
 
 @contextlib.contextmanager
