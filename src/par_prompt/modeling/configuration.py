@@ -10,17 +10,11 @@ from ..tuner.config import RegionPromptConfig
 
 PAPER_FUSION_CHECKPOINT = "google/vit-base-patch16-224"
 
-# RegionPromptConfig fields that PromptPARConfig carries, with their defaults.
-REGION_PROMPT_FIELDS = {
-    "num_regions": 4,
-    "overlap_rows": 2,
-    "prompts_per_group": 10,
-    "vision_depth": None,
-    "text_prompts": 3,
-    "text_depth": None,
-    "text_prompt_per_sentence": False,
-    "prompt_init": "uniform",
-}
+# RegionPromptConfig fields that PromptPARConfig carries (same names and defaults).
+REGION_PROMPT_FIELDS = (
+    "num_regions", "overlap_rows", "prompts_per_group", "vision_depth", "text_prompts", "text_depth",
+    "text_prompt_per_sentence", "prompt_init",
+)
 
 
 def _as_dict(config: Union[None, dict, PreTrainedConfig]) -> Optional[dict]:
@@ -88,10 +82,11 @@ class PromptPARConfig(PreTrainedConfig):
         id2label = kwargs.pop("id2label", None)
         kwargs.pop("label2id", None)
         kwargs.pop("num_labels", None)
-        if attributes is None and id2label:
-            attributes = [id2label[key] for key in sorted(id2label, key=int)]
+        labels = [id2label[key] for key in sorted(id2label, key=int)] if id2label else None
+        if attributes is None and labels:
+            attributes = labels
         self.attributes = list(attributes or [])
-        if id2label and [id2label[k] for k in sorted(id2label, key=int)] != self.attributes:
+        if labels and labels != self.attributes:
             raise ValueError(
                 "id2label disagrees with attributes; pass attributes only (id2label and label2id follow them)."
             )

@@ -16,9 +16,6 @@ from typing import Any, Optional, Union
 
 from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
 
-HubArgs = dict[str, Any]
-
-
 class MissingBaseModelError(OSError):
     """A base checkpoint named by a PromptPAR model cannot be found or read."""
 
@@ -70,12 +67,12 @@ def resolve_model_dir(
         ) from error
 
 
-def _load_failed(kind: str, reference: str, revision: Optional[str], model_dir: Optional[Path], error, hub: HubArgs,
-                 override: str) -> MissingBaseModelError:
+def _load_failed(kind: str, reference: str, revision: Optional[str], model_dir: Optional[Path], error,
+                 local_files_only: bool, override: str) -> MissingBaseModelError:
     named_in = f" named in {model_dir / 'config.json'}" if model_dir is not None else ""
     return MissingBaseModelError(
         f"The {kind} base {reference!r} (revision {revision or 'main'}){named_in} could not be loaded: {error}."
-        f"{_where_searched(hub.get('local_files_only', False))} To fix it, download it once while online "
+        f"{_where_searched(local_files_only)} To fix it, download it once while online "
         f"(`hf download {reference}`), or pass {override}='/path/to/a/local/copy' to from_pretrained."
     )
 
@@ -86,17 +83,24 @@ def load_backbone_config(config_class, kind: str, reference: str, revision: Opti
         return config_class.from_pretrained(reference, revision=revision, **hub)
     except (OSError, ValueError) as error:
         override = "clip_name_or_path" if config_class is CLIPConfig else "fusion_name_or_path"
-        raise _load_failed(kind, reference, revision, None, error, hub, override) from error
+        raise _load_failed(kind, reference, revision, None, error, hub.get("local_files_only", False),
+                           override) from error
+
+
+def _load_frozen(model_class, kind: str, override: str, reference: str, revision: Optional[str],
+                 model_dir: Optional[Path], **kwargs: Any):
+    """``model_class.from_pretrained`` (safetensors only), every weight frozen; errors say how to fix them."""
+    try:
+        model = model_class.from_pretrained(reference, revision=revision, use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_failed(kind, reference, revision, model_dir, error, kwargs.get("local_files_only", False),
+                           override) from error
+    return model.requires_grad_(False)  # from_pretrained leaves loaded weights trainable
 
 
 def load_clip(reference: str, revision: Optional[str], model_dir: Optional[Path] = None, **kwargs: Any) -> CLIPModel:
     """A pretrained CLIPModel from safetensors weights, every weight frozen."""
-    hub = {k: kwargs[k] for k in ("cache_dir", "token", "local_files_only") if k in kwargs}
-    try:
-        clip = CLIPModel.from_pretrained(reference, revision=revision, use_safetensors=True, **kwargs)
-    except (OSError, ValueError) as error:
-        raise _load_failed("CLIP", reference, revision, model_dir, error, hub, "clip_name_or_path") from error
-    return clip.requires_grad_(False)  # from_pretrained leaves loaded weights trainable
+    return _load_frozen(CLIPModel, "CLIP", "clip_name_or_path", reference, revision, model_dir, **kwargs)
 
 
 @contextmanager
@@ -113,15 +117,10 @@ def _quiet_transformers_warnings():
 
 
 def load_fusion_vit(reference: str, revision: Optional[str], model_dir: Optional[Path] = None, **kwargs: Any) -> ViTModel:
-    """The pretrained ViT whose last layers initialise the MM-Former (safetensors only)."""
-    hub = {k: kwargs[k] for k in ("cache_dir", "token", "local_files_only") if k in kwargs}
-    try:
-        with _quiet_transformers_warnings():
-            vit = ViTModel.from_pretrained(reference, revision=revision, use_safetensors=True,
-                                           add_pooling_layer=False, **kwargs)
-    except (OSError, ValueError) as error:
-        raise _load_failed("fusion ViT", reference, revision, model_dir, error, hub, "fusion_name_or_path") from error
-    return vit.requires_grad_(False)
+    """The pretrained ViT whose last layers initialise the MM-Former (safetensors only), frozen."""
+    with _quiet_transformers_warnings():
+        return _load_frozen(ViTModel, "fusion ViT", "fusion_name_or_path", reference, revision, model_dir,
+                            add_pooling_layer=False, **kwargs)
 
 
 def clip_signature(config: Union[CLIPConfig, dict]) -> dict[str, int]:

@@ -121,24 +121,26 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
 
     @property
     def visual_length(self) -> int:
-        """L, the length of the prompted visual sequence at the model's image size."""
+        """L, the length of the prompted visual sequence at the model's image size:
+        (K + 1) * (m + 1) + G * G, which is 1 + G * G without visual prompts (K = m = 0)."""
         vision = self.config.get_clip_config().vision_config
         grid = vision.image_size // vision.patch_size
-        groups = self.config.num_regions + 1 if self.config.prompts_per_group > 0 else 0
-        return groups * (self.config.prompts_per_group + 1) + grid * grid if groups else 1 + grid * grid
+        return self._class_token_slice().stop + grid * grid
+
+    def _class_token_slice(self) -> slice:
+        """CLS, CLS_1..CLS_K as a strided slice of the visual sequence: each class token
+        leads its group of m + 1 tokens (RegionLayout); without prompts, just CLS."""
+        group_size = self.config.prompts_per_group + 1
+        return slice(0, (self.config.num_regions + 1) * group_size, group_size)
 
     def class_token_indices(self) -> torch.Tensor:
         """Positions of CLS, CLS_1..CLS_K in the visual sequence."""
-        if self.config.prompts_per_group == 0:
-            return torch.zeros(1, dtype=torch.long)
-        return torch.arange(self.config.num_regions + 1) * (self.config.prompts_per_group + 1)
+        tokens = self._class_token_slice()
+        return torch.arange(tokens.start, tokens.stop, tokens.step)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if module is self.text_projection or module is self.visual_projection:
-            nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, AttributeHeads):
+        if module is self.text_projection or module is self.visual_projection or isinstance(module, AttributeHeads):
             nn.init.normal_(module.weight, std=std)
             nn.init.zeros_(module.bias)
         elif isinstance(module, GlobalLocalAggregator):
@@ -158,21 +160,20 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
     def prompt_layers(self) -> Iterator[RegionPromptLayer]:
         return iter(self._prompt_layers)
 
+    @staticmethod
+    def _prompt_containers(layers) -> Iterator[nn.ParameterDict]:
+        """The per-adapter ParameterDicts of ``layers``."""
+        return (getattr(layer, name) for layer in layers for name in layer.adapter_layer_names)
+
     def prompt_parameters(self) -> list[nn.Parameter]:
         """Visual prompts, region class tokens and text prompts of the active adapter (lr 4e-3 in the paper)."""
         adapter = self.clip.active_adapter
-        params = []
-        for layer in self.prompt_layers():
-            for name in layer.adapter_layer_names:
-                container = getattr(layer, name)
-                if adapter in container:
-                    params.append(container[adapter])
-        return params
+        return [params[adapter] for params in self._prompt_containers(self._prompt_layers) if adapter in params]
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The head-side trainable parameters (lr 8e-3 in the paper): projections, fusion
         norm (or the sequence MLP), heads, BatchNorms and the temperature."""
-        frozen = {id(p) for p in (self.fusion.frozen_parameters())}
+        frozen = {id(p) for p in self.fusion.frozen_parameters()}
         modules = [self.text_projection, self.visual_projection, self.fusion, self.heads, self.aggregator]
         return [p for m in modules for p in m.parameters() if id(p) not in frozen]
 
@@ -220,12 +221,10 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
                 torch.get_autocast_dtype(device.type) if autocast else None)
 
     def _text_prompt_parameters(self) -> list[nn.Parameter]:
-        params = []
-        for layer in self.prompt_layers():
-            if isinstance(layer, (TextPromptEmbeddingLayer, TextPromptEncoderLayer)):
-                for name in layer.adapter_layer_names:
-                    params.extend(getattr(layer, name).values())
-        return params
+        """The text prompts of every adapter (they decide the cached text features)."""
+        text_layers = (layer for layer in self._prompt_layers
+                       if isinstance(layer, (TextPromptEmbeddingLayer, TextPromptEncoderLayer)))
+        return [p for container in self._prompt_containers(text_layers) for p in container.values()]
 
     def text_features(self) -> torch.Tensor:
         """Projected sentence features (N, d). In eval mode they are computed once and
@@ -295,7 +294,8 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         logits = self.heads(fused[:, :num_attributes])
         gl_logits = None
         if compute_gl_logits or labels is not None:
-            class_tokens = visual[:, self.class_token_indices().to(visual.device)]
+            # A strided view: no index tensor to copy to the device (and wait for) on every forward.
+            class_tokens = visual[:, self._class_token_slice()]
             gl_logits = self.aggregator(class_tokens, text, self.clip_model.logit_scale)
 
         loss = None

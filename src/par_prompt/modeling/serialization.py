@@ -87,10 +87,6 @@ def _check_tensors(what: str, path: Path, found: dict[str, torch.Tensor], expect
         )
 
 
-def _files_present(directory: Path, *names: str) -> bool:
-    return all((directory / name).is_file() for name in names)
-
-
 class PromptPARSerializationMixin:
     """save_pretrained / from_pretrained / from_backbones for PromptPARModel."""
 
@@ -299,7 +295,7 @@ class PromptPARSerializationMixin:
     def _load_tokenizer(config, model_dir: Path, override: Optional[str], hub: dict):
         from transformers import AutoTokenizer
 
-        if _files_present(model_dir, "tokenizer_config.json"):
+        if (model_dir / "tokenizer_config.json").is_file():
             return AutoTokenizer.from_pretrained(model_dir)
         reference = override or config.clip_name_or_path
         if reference is None:
@@ -315,7 +311,7 @@ class PromptPARSerializationMixin:
     def _load_image_processor(config, model_dir: Path, override: Optional[str], hub: dict):
         from ..image_processing import PromptPARImageProcessor
 
-        if _files_present(model_dir, "preprocessor_config.json"):
+        if (model_dir / "preprocessor_config.json").is_file():
             return PromptPARImageProcessor.from_pretrained(model_dir)
         reference = override or config.clip_name_or_path
         if reference is None:

@@ -42,6 +42,19 @@ def text_prompt_bound(width: int) -> float:
     return math.sqrt(3.0 / width)
 
 
+def prompt_depth(encoder: nn.Module, depth: Optional[int], tower: str) -> int:
+    """Layers of ``encoder`` that get their own prompts: ``depth``, or all of them for None."""
+    num_layers = len(encoder.layers)
+    if depth is None:
+        return num_layers
+    if depth > num_layers:
+        raise ValueError(
+            f"{tower}_depth={depth} exceeds the {num_layers} layers of the {tower} tower; use at most "
+            f"{num_layers}, or None for every layer."
+        )
+    return depth
+
+
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Bool "may attend" mask -> additive float mask (0 where allowed, ``finfo(dtype).min``
     elsewhere). ``finfo.min`` instead of ``-inf`` keeps fully masked rows finite."""
@@ -91,6 +104,11 @@ class RegionPromptLayer(nn.Module, BaseTunerLayer):
     def _new_parameter(self, shape: tuple[int, ...]) -> nn.Parameter:
         device, dtype = self._base_device_dtype()
         return nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+
+    def _keep_active_adapter(self, adapter_name: str) -> None:
+        """Activate ``adapter_name`` if no adapter is active yet, else keep the active ones
+        (``set_adapter`` also decides which adapters' tensors train)."""
+        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
 
     def active_prompt_adapter(self) -> Optional[str]:
         """The adapter whose prompts the forward uses, or None to run the wrapped module as is."""

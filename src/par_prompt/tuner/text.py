@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from .layer import RegionPromptLayer, attention_mask_for, init_prompts, text_prompt_bound
+from .layer import RegionPromptLayer, attention_mask_for, init_prompts, prompt_depth, text_prompt_bound
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class TextPromptSettings:
     num_prompts: int
     depth: int
     num_sets: int  # 1 (shared by all sentences) or the number of sentences
+
+
+def prompt_sets(config) -> int:
+    """Sets of text prompts: one per sentence, or one shared by all sentences."""
+    return config.num_sentences if config.text_prompt_per_sentence else 1
 
 
 def logical_positions(length: int, num_prompts: int, device=None) -> torch.Tensor:
@@ -85,12 +90,11 @@ class TextPromptEmbeddingLayer(RegionPromptLayer):
         self.update_layer(adapter_name, config)
 
     def update_layer(self, adapter_name: str, config) -> None:
-        num_sets = config.num_sentences if config.text_prompt_per_sentence else 1
         self.prompt_settings[adapter_name] = config.text_prompts
         width = self.base_layer.token_embedding.embedding_dim
-        prompts = self._new_parameter((num_sets, config.text_prompts, width))
+        prompts = self._new_parameter((prompt_sets(config), config.text_prompts, width))
         self.region_prompt_text[adapter_name] = init_prompts(prompts, config.prompt_init, text_prompt_bound(width))
-        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
+        self._keep_active_adapter(adapter_name)
 
     def forward(
         self,
@@ -141,27 +145,17 @@ class TextPromptEncoderLayer(RegionPromptLayer):
         self._causal_cache: dict[tuple, torch.Tensor] = {}
         self.update_layer(adapter_name, config)
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.base_layer.layers)
-
     def update_layer(self, adapter_name: str, config) -> None:
-        depth = self.num_layers if config.text_depth is None else config.text_depth
-        if depth > self.num_layers:
-            raise ValueError(
-                f"text_depth={depth} exceeds the {self.num_layers} layers of the text tower; use at most "
-                f"{self.num_layers}, or None for every layer."
-            )
-        num_sets = config.num_sentences if config.text_prompt_per_sentence else 1
-        settings = TextPromptSettings(config.text_prompts, depth, num_sets)
+        depth = prompt_depth(self.base_layer, config.text_depth, "text")
+        settings = TextPromptSettings(config.text_prompts, depth, prompt_sets(config))
         self.prompt_settings[adapter_name] = settings
         if depth > 1:
             width = self.base_layer.config.hidden_size
-            prompts = self._new_parameter((depth - 1, num_sets, config.text_prompts, width))
+            prompts = self._new_parameter((depth - 1, settings.num_sets, config.text_prompts, width))
             self.region_prompt_text_deep[adapter_name] = init_prompts(
                 prompts, config.prompt_init, text_prompt_bound(width)
             )
-        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
+        self._keep_active_adapter(adapter_name)
 
     def _logical_causal(self, length: int, num_prompts: int, device) -> torch.Tensor:
         """Bool (L, L): key k is visible to query q when its logical position is not later."""
@@ -181,8 +175,7 @@ class TextPromptEncoderLayer(RegionPromptLayer):
         padding mask. The prompt slots replaced padding, so they are made valid.
         """
         last_row = attention_mask[:, 0, -1, :]
-        valid = last_row if last_row.dtype == torch.bool else last_row == 0
-        valid = valid.clone()
+        valid = last_row.clone() if last_row.dtype == torch.bool else last_row == 0
         valid[:, valid.shape[1] - num_prompts :] = True
         return valid
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from .layer import RegionPromptLayer, attention_mask_for, init_prompts, visual_prompt_bound
-from .layout import RegionLayout, region_layout
+from .layer import RegionPromptLayer, attention_mask_for, init_prompts, prompt_depth, visual_prompt_bound
+from .layout import region_layout
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class RegionTokenLayer(RegionPromptLayer):
             # Like CLIP's class embedding: N(0, width^-0.5).
             torch.nn.init.normal_(tokens, std=width**-0.5)
             self.region_prompt_class_tokens[adapter_name] = tokens
-        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
+        self._keep_active_adapter(adapter_name)
 
     def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         embeddings = self.base_layer(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
@@ -88,17 +88,8 @@ class VisionPromptLayer(RegionPromptLayer):
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.update_layer(adapter_name, config)
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.base_layer.layers)
-
     def update_layer(self, adapter_name: str, config) -> None:
-        depth = self.num_layers if config.vision_depth is None else config.vision_depth
-        if depth > self.num_layers:
-            raise ValueError(
-                f"vision_depth={depth} exceeds the {self.num_layers} layers of the vision tower; use at most "
-                f"{self.num_layers}, or None for every layer."
-            )
+        depth = prompt_depth(self.base_layer, config.vision_depth, "vision")
         settings = VisionPromptSettings(config.num_regions, config.overlap_rows, config.prompts_per_group, depth)
         self.prompt_settings[adapter_name] = settings
         if settings.prompts_per_group > 0:
@@ -106,10 +97,7 @@ class VisionPromptLayer(RegionPromptLayer):
             prompts = self._new_parameter((depth, settings.num_groups, settings.prompts_per_group, width))
             init_prompts(prompts, config.prompt_init, visual_prompt_bound(self.patch_size, width))
             self.region_prompt_vision[adapter_name] = prompts
-        self.set_adapter(adapter_name if not self.active_adapters else self.active_adapters)
-
-    def layout(self, settings: VisionPromptSettings, grid_size: int) -> RegionLayout:
-        return region_layout(grid_size, settings.num_regions, settings.overlap_rows, settings.prompts_per_group)
+        self._keep_active_adapter(adapter_name)
 
     def _region_mask(self, settings: VisionPromptSettings, grid_size: int, dtype, device):
         """The layer-shared attention mask (1, 1, L, L), or None when there are no regions."""
@@ -120,7 +108,8 @@ class VisionPromptLayer(RegionPromptLayer):
                attn_implementation, dtype, device)
         mask = self._mask_cache.get(key)
         if mask is None:
-            allowed = self.layout(settings, grid_size).mask.to(device)
+            layout = region_layout(grid_size, settings.num_regions, settings.overlap_rows, settings.prompts_per_group)
+            allowed = layout.mask.to(device)
             mask = attention_mask_for(allowed, attn_implementation, dtype)[None, None]
             self._mask_cache[key] = mask
         return mask
