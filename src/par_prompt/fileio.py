@@ -1,13 +1,15 @@
-"""File-system helpers shared by the package: atomic output directories and safe
-safetensors reads."""
+"""File-system helpers shared by the package: atomic output directories and files, and
+safe safetensors reads."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 import torch
 
@@ -59,6 +61,30 @@ def atomic_directory(out: Union[str, Path], overwrite: bool = False) -> Iterator
                     directory.rmdir()
                 except OSError:
                     break
+
+
+def write_text_atomic(path: Union[str, os.PathLike], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, flushed
+    to disk, then renamed over ``path``. A crash leaves either the old file or the new one,
+    never a partial file. The file is readable by others (0644), like one made by ``open``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Union[str, os.PathLike], value: Any) -> Path:
+    """``value`` as indented JSON (with a final newline), written by :func:`write_text_atomic`."""
+    return write_text_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def read_safetensors(path: Union[str, Path], what: str) -> dict[str, torch.Tensor]:

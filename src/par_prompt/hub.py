@@ -32,6 +32,8 @@ from pathlib import Path
 from string import Template
 from typing import Any, Optional, Union
 
+from .fileio import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -553,14 +555,4 @@ def write_model_card(
     text = render_model_card(_read_config(folder), metrics=metrics, training_args=training_args,
                              dataset_name=dataset_name, repo_id=repo_id, tags=tags, files=sizes)
     ModelCard(text, ignore_metadata_errors=False)  # raises on invalid front matter
-    path = folder / CARD_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_FILE}.", suffix=".partial", dir=folder)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a card / report is meant to be read
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(folder / CARD_FILE, text)

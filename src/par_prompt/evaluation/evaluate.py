@@ -19,11 +19,9 @@ calibrated thresholds in a saved copy of the model.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
+from ..fileio import write_json_atomic
 from ..metrics import ParMetrics, calibrate_thresholds, compute_par_metrics
 from .predictions import collect_predictions
 
@@ -320,17 +319,7 @@ def write_json(data: dict[str, Any], path: Union[str, os.PathLike]) -> Path:
     """Write ``data`` as indented JSON, atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a card / report is meant to be read
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, data)
 
 
 # ---------------------------------------------------------------------- pipeline

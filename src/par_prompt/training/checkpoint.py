@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..fileio import read_safetensors
+from ..fileio import read_safetensors, write_json_atomic
 
 __all__ = [
     "CHECKPOINT_PATTERN",
@@ -203,14 +203,7 @@ class CheckpointManager:
 
 def write_json(path: os.PathLike, value: Any) -> None:
     """Write JSON atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, value)
 
 
 def _fsync_tree(path: Path) -> None:
