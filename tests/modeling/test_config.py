@@ -52,6 +52,8 @@ def test_auto_classes_are_registered():
         (dict(attributes=["a"], attribute_thresholds=[0.1, 0.2]), "2 values for 1 attributes"),
         (dict(attributes=["a"], fusion_layers=-1), "fusion_layers"),
         (dict(attributes=["a", "b"], id2label={0: "b", 1: "a"}), "id2label disagrees"),
+        (dict(attributes=["a"], num_regions=4, prompts_per_group=0), "prompts_per_group must be positive"),
+        (dict(attributes=["a"], prompt_init="normal"), "prompt_init must be one of"),
     ],
 )
 def test_bad_values(kwargs, message):

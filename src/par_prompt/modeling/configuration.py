@@ -141,6 +141,7 @@ class PromptPARConfig(PreTrainedConfig):
                 )
             if not all(0.0 <= t <= 1.0 for t in self.attribute_thresholds):
                 raise ValueError("attribute_thresholds must all lie in [0, 1].")
+        self.region_prompt_config()  # the region-prompt settings, checked by the tuner's own rules
 
     @property
     def num_attributes(self) -> int:
