@@ -41,9 +41,13 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="ID_OR_PATH",
+def _model_arguments(parser: argparse.ArgumentParser, onnx: bool = False) -> None:
+    source = parser.add_mutually_exclusive_group(required=True) if onnx else parser
+    source.add_argument("--model", required=not onnx, metavar="ID_OR_PATH",
                         help="a saved PromptPAR model: local directory or Hub repository id")
+    if onnx:
+        source.add_argument("--onnx", metavar="FILE.onnx", help="instead of --model: a file written by `par-prompt "
+                            'export onnx`, run on ONNX Runtime (needs pip install "par-prompt[onnx]")')
     parser.add_argument("--revision", default=None, help="Hub revision of the model (branch, tag or commit)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--threshold", type=probability, default=None, metavar="T",
@@ -58,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Predict the attributes of each image with a saved PromptPAR model. An unreadable image is "
                     "reported on stderr and skipped; the exit code is then 1.",
     )
-    _model_arguments(predict)
+    _model_arguments(predict, onnx=True)
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     predict.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     predict.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="images per forward pass")
@@ -110,6 +114,10 @@ def _quiet_transformers(verbose: bool) -> Iterator[None]:
 
 def load_model(args: argparse.Namespace, command: str):
     """The model named by ``--model`` on ``--device``, or None after reporting why not."""
+    if getattr(args, "onnx", None):  # predict --onnx: the ONNX Runtime predictor
+        from ..onnx.cli import load_predictor
+
+        return load_predictor(args, command)
     import torch
 
     from ..modeling import PromptPARModel
