@@ -112,7 +112,7 @@ def _graph_for(model, precision: str) -> PromptPARInferenceGraph:
     text = model.text_features().detach().to("cpu", torch.float32)
     if model.device.type != "cpu" or model.dtype != dtype:
         model = copy.deepcopy(model).to("cpu", dtype)  # the caller's model is left as it is
-    return PromptPARInferenceGraph(model, text.to(dtype))
+    return PromptPARInferenceGraph(model, text.to(dtype)).eval()
 
 
 def export_onnx(
