@@ -35,10 +35,11 @@ def providers_for_device(device: Optional[str]) -> list[str]:
 
 
 def create_session(model: Union[bytes, str, os.PathLike], providers: Optional[Sequence[str]] = None,
-                   session_options=None):
+                   session_options=None, threads: Optional[int] = None):
     """An ONNX Runtime inference session on a serialised model or a file, with every
     graph optimisation on (constant folding of the text features, fused layer norms and
-    GELUs, ...). ``providers`` default to the CPU."""
+    GELUs, ...). ``providers`` default to the CPU; ``threads``: intra-op threads (default:
+    ONNX Runtime's, one per physical core)."""
     ort = require("onnxruntime", PURPOSE)
     options = session_options if session_options is not None else ort.SessionOptions()
     if session_options is None:
@@ -46,6 +47,10 @@ def create_session(model: Union[bytes, str, os.PathLike], providers: Optional[Se
         # Errors only: on the CPU a float16 graph draws one warning per node that ONNX
         # Runtime runs in float32 instead (it inserts the casts itself).
         options.log_severity_level = 3
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        options.intra_op_num_threads = threads
     providers = list(providers) if providers is not None else providers_for_device(None)
     available = ort.get_available_providers()
     unavailable = [name for name in providers if name not in available]
@@ -89,10 +94,11 @@ class ONNXPromptPARPredictor:
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], providers: Optional[Sequence[str]] = None,
-                  session_options=None) -> "ONNXPromptPARPredictor":
+                  session_options=None, threads: Optional[int] = None) -> "ONNXPromptPARPredictor":
         """Load ``path`` (written by ``par-prompt export onnx``); ``providers``: ONNX Runtime
         execution providers (default: the CPU); ``session_options``: an
-        ``onnxruntime.SessionOptions`` to use instead of the default (all optimisations)."""
+        ``onnxruntime.SessionOptions`` to use instead of the default (all optimisations);
+        ``threads``: intra-op threads (default: one per physical core)."""
         from .metadata import read_metadata
 
         ort = require("onnxruntime", PURPOSE)
@@ -102,7 +108,7 @@ class ONNXPromptPARPredictor:
             raise FileNotFoundError(f"the ONNX model {path} {problem}; give the .onnx file written by "
                                     "`par-prompt export onnx`.")
         try:
-            session = create_session(path, providers, session_options)
+            session = create_session(path, providers, session_options, threads)
         except load_errors(ort) as error:  # not an ONNX file, a broken one, or one this ONNX Runtime cannot run
             raise ValueError(f"{path} is not a readable ONNX model: {' '.join(str(error).split())[:300]}") from None
         config, processor, precision = read_metadata(session.get_modelmeta().custom_metadata_map, str(path))
