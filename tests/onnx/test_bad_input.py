@@ -158,6 +158,8 @@ def test_predictor_on_an_onnx_model_not_written_by_par_prompt(onnx_path, tmp_pat
     ("par_prompt.threshold", "1.5", "threshold must lie in [0, 1]"),
     ("par_prompt.image_processor", "{not json", "is not valid JSON"),
     ("par_prompt.format", "99", "format '99'"),
+    ("par_prompt.config", "[1, 2]", "par_prompt.config is not a JSON object"),
+    ("par_prompt.config", '{"fusion_layers": -1}', "fusion_layers must be 0 (MLP) or a positive integer"),
 ])
 def test_predictor_on_damaged_metadata(onnx_path, tmp_path, key, value, words):
     proto = onnx.load(onnx_path)

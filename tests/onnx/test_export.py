@@ -55,9 +55,19 @@ def test_the_metadata_holds_what_predict_needs(onnx_path, model):
     assert json.loads(props["par_prompt.threshold"]) == model.config.threshold
     assert json.loads(props["par_prompt.attribute_thresholds"]) is None
     assert json.loads(props["par_prompt.dataset"]) == "pa100k"
+    stored = json.loads(props["par_prompt.config"])  # the rest of the config, each value stored once
+    assert stored["clip_config"] == model.config.clip_config and stored["num_regions"] == 4
+    assert not {"attributes", "sentences", "threshold", "id2label"} & set(stored)
     processor = json.loads(props["par_prompt.image_processor"])
     assert processor["size"] == 32 and processor["image_mean"] == model.image_processor.image_mean
     assert processor["image_std"] == model.image_processor.image_std
+
+
+def test_the_predictor_rebuilds_the_config_and_processor(predictor, model):
+    ignored = {"_name_or_path", "transformers_version"}
+    assert ({k: v for k, v in predictor.config.to_dict().items() if k not in ignored}
+            == {k: v for k, v in model.config.to_dict().items() if k not in ignored})
+    assert predictor.image_processor.to_dict() == model.image_processor.to_dict()
 
 
 @pytest.mark.parametrize("batch", [1, 4])

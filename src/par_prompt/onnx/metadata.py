@@ -16,6 +16,8 @@ JSON, so that a deployment in any language can read them:
 ``par_prompt.precision``       ``"fp32"`` or ``"fp16"`` (the weights; input and outputs
                                are float32 either way)
 ``par_prompt.dataset``         JSON: the benchmark whose sentence table was used, or ``null``
+``par_prompt.config``          JSON object: the rest of the ``PromptPARConfig`` (backbone
+                               architectures and references, prompt settings), for the record
 ``par_prompt.version``         the par-prompt version that wrote the file
 =============================  ============================================================
 
@@ -36,7 +38,11 @@ PRECISIONS = ("fp32", "fp16")
 #: Keys whose value is a plain string; every other value is JSON.
 PLAIN_KEYS = ("format", "precision", "version")
 REQUIRED_KEYS = ("format", "attributes", "sentences", "threshold", "attribute_thresholds", "image_processor",
-                 "precision")
+                 "config", "precision")
+#: PromptPARConfig fields stored under keys of their own (each value is stored once);
+#: id2label and label2id follow from the attributes.
+OWN_KEYS = ("attributes", "sentences", "threshold", "attribute_thresholds", "dataset")
+DERIVED_FIELDS = ("id2label", "label2id")
 
 
 def build_metadata(model, precision: str) -> dict[str, str]:
@@ -52,6 +58,8 @@ def build_metadata(model, precision: str) -> dict[str, str]:
         "attribute_thresholds": (None if config.attribute_thresholds is None
                                  else [float(t) for t in config.attribute_thresholds]),
         "image_processor": model.image_processor.to_dict(),
+        "config": {key: value for key, value in config.to_dict().items()
+                   if key not in OWN_KEYS + DERIVED_FIELDS},
         "precision": precision,
         "dataset": config.dataset,
         "version": __version__,
@@ -61,9 +69,9 @@ def build_metadata(model, precision: str) -> dict[str, str]:
 
 def read_metadata(props: Mapping[str, str], source: str):
     """``(config, image_processor, precision)`` from the metadata of the file ``source``:
-    a PromptPARConfig carrying the attributes, sentences and thresholds (checked by the
-    config's own rules), and the image processor. ``ValueError`` naming the file when the
-    metadata is missing or malformed."""
+    the model's PromptPARConfig with the attributes, sentences and thresholds of their own
+    keys (checked by the config's own rules), and the image processor. ``ValueError``
+    naming the file when the metadata is missing or malformed."""
     from ..image_processing import PromptPARImageProcessor
     from ..modeling import PromptPARConfig
 
@@ -88,13 +96,12 @@ def read_metadata(props: Mapping[str, str], source: str):
     precision = props[PREFIX + "precision"]
     if precision not in PRECISIONS:
         raise ValueError(f"{source}: the metadata {PREFIX}precision is {precision!r}, not one of {PRECISIONS}.")
-    if not isinstance(values["image_processor"], dict):
-        raise ValueError(f"{source}: the metadata {PREFIX}image_processor is not a JSON object.")
+    for key in ("image_processor", "config"):
+        if not isinstance(values[key], dict):
+            raise ValueError(f"{source}: the metadata {PREFIX}{key} is not a JSON object.")
+    rest = {key: value for key, value in values["config"].items() if key not in OWN_KEYS + DERIVED_FIELDS}
     try:
-        config = PromptPARConfig(
-            attributes=values["attributes"], sentences=values["sentences"], threshold=values["threshold"],
-            attribute_thresholds=values["attribute_thresholds"], dataset=values["dataset"],
-        )
+        config = PromptPARConfig.from_dict({**rest, **{key: values[key] for key in OWN_KEYS}})
         processor = PromptPARImageProcessor.from_dict(values["image_processor"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"{source}: its par-prompt metadata is invalid: {error}") from None
