@@ -177,4 +177,4 @@ def test_predict_on_cuda_without_a_cuda_onnxruntime(onnx_path, image_list):
         pytest.skip("this onnxruntime has CUDA; the error case cannot happen here")
     code, _, err = run_cli("predict", "--onnx", onnx_path, "--device", "cuda", image_list[0])
     assert code == 2
-    one_error_line(err, "has no CUDAExecutionProvider", "onnxruntime-gpu")
+    one_error_line(err, "CUDA")  # ONNX Runtime's providers, or (checked first) torch's device
