@@ -1,8 +1,9 @@
 """Equality of ONNX Runtime and PyTorch on a full-size random CLIP ViT-B/16 PromptPAR model.
 
-Opt-in: each export of the full-size model takes minutes on a 2-core CPU (torch.export
-traces 12 prompted CLIP layers and the fusion layer, then ONNX Runtime and PyTorch both
-run it), too slow for every CI run. Run it with::
+Opt-in: each export of the full-size model takes about a minute on a 2-core CPU
+(torch.export traces 12 prompted CLIP layers and the fusion layer, then ONNX Runtime and
+PyTorch both run it), so the two tests take about 2 minutes, too slow for every CI run
+(the whole suite takes about 4.5). Run them with::
 
     PAR_PROMPT_FULL_SIZE_TESTS=1 python -m pytest -q tests/onnx/test_full_size.py
 
@@ -24,7 +25,7 @@ from par_prompt.onnx import TOLERANCE, ONNXPromptPARPredictor, export_onnx
 
 ENABLED = os.environ.get("PAR_PROMPT_FULL_SIZE_TESTS", "").strip() not in ("", "0")
 pytestmark = pytest.mark.skipif(
-    not ENABLED, reason="full-size ViT-B/16 ONNX equality takes minutes; set PAR_PROMPT_FULL_SIZE_TESTS=1 to run it"
+    not ENABLED, reason="full-size ViT-B/16 ONNX equality takes ~2 min; set PAR_PROMPT_FULL_SIZE_TESTS=1 to run it"
 )
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_onnx.py"
 

@@ -164,6 +164,7 @@ def export_onnx(
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                 dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
             )
+    del graph  # (an fp16 export's copy of the model)
     proto = program.model_proto
     del program
     onnx.helper.set_model_props(proto, build_metadata(model, precision))
