@@ -14,8 +14,8 @@ from par_prompt import PromptPARModel
 from par_prompt.cli import main
 from par_prompt.official import load_official_checkpoint, save_official_model
 
+from .builders import Sizes, official_classifier_state, official_clip_state, official_token_ids, save_official
 from .reference import official_pixels, official_probabilities
-from .builders import official_token_ids
 
 TOLERANCE = 1e-4
 
@@ -142,3 +142,16 @@ def test_predict_uses_the_official_threshold(imported, images, expected):
     for prediction, row in zip(predict(imported, images), expected):
         assert prediction.threshold == 0.45
         assert prediction.attributes == [name for name, p in zip(names, row.tolist()) if p > 0.45]
+
+
+def test_variant_flags_are_reproduced(sizes, tokenizer, bpe_file, pa100k_sentences, images, tmp_path, monkeypatch):
+    """Without --use_div (no regions), without --use_GL (no aggregator), --mm_layers 2, prompts in every layer."""
+    variant = Sizes(vocab=sizes.vocab, regions=0, prompts_per_group=6, aggregator=False, fusion_blocks=2, depth=3)
+    clip, classifier = official_clip_state(variant, seed=5), official_classifier_state(variant, seed=6)
+    path = save_official(tmp_path / "variant.pth", monkeypatch, clip, classifier, clip_key="ViT_model")
+    model = load_official_checkpoint(path, clip_tokenizer=bpe_file)  # 26 heads: PA100K, found by the head count
+    assert (model.config.num_regions, model.config.vision_depth, model.config.fusion_layers) == (0, None, 2)
+    assert model.config.dataset == "pa100k" and model.aggregator.temperature.item() == 1.0  # fresh: not in the file
+    expected = official_probabilities(clip, classifier, official_token_ids(tokenizer, pa100k_sentences),
+                                      official_pixels(images, variant.image), variant)
+    assert (probabilities(model, images) - expected).abs().max() <= TOLERANCE

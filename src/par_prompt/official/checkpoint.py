@@ -132,7 +132,7 @@ def read_checkpoint(path: Union[str, Path]) -> OfficialCheckpoint:
         blob = _load(path)
     except pickle.UnpicklingError as error:
         raise _refused(path, error) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - a damaged file makes the unpickler fail in many ways
         raise OfficialCheckpointError(
             f"{path} is not a readable PyTorch checkpoint ({' '.join(str(error).split())[:200]}). Check that the "
             "download is complete."

@@ -213,6 +213,8 @@ def load_official_checkpoint(
     Returns the model in eval mode, with tokenizer and image processor attached; save it
     with :func:`save_official_model` to keep the model card.
     """
+    # The tokenizer first: it is quick to load, and a wrong --clip-tokenizer should not wait for a 1.7 GB read.
+    tokenizer = load_clip_tokenizer(clip_tokenizer) if isinstance(clip_tokenizer, (str, Path)) else clip_tokenizer
     checkpoint = read_checkpoint(path)
     layout = read_layout(checkpoint.clip_state, checkpoint.classifier_state)
     if attributes is not None:
@@ -232,7 +234,6 @@ def load_official_checkpoint(
         source = f"official dataset/preprocess/{table.script}"
     weights = convert(checkpoint.clip_state, checkpoint.classifier_state, layout)
     checkpoint.clip_state = checkpoint.classifier_state = {}  # the converted copies are all that is needed now
-    tokenizer = load_clip_tokenizer(clip_tokenizer) if isinstance(clip_tokenizer, (str, Path)) else clip_tokenizer
     return build_model(
         layout, weights, names, texts, tokenizer=tokenizer, dataset=table.key if table else dataset,
         clip_name_or_path=openai_clip_for(layout) if clip_name_or_path == AUTO else clip_name_or_path,
