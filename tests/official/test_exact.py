@@ -155,3 +155,31 @@ def test_variant_flags_are_reproduced(sizes, tokenizer, bpe_file, pa100k_sentenc
     expected = official_probabilities(clip, classifier, official_token_ids(tokenizer, pa100k_sentences),
                                       official_pixels(images, variant.image), variant)
     assert (probabilities(model, images) - expected).abs().max() <= TOLERANCE
+
+
+def test_attribute_order_of_converted_data(official, bpe_file, images, expected, tmp_path, capsys):
+    """Reordered heads give the official probabilities, reordered; --attribute-order reads a converted data set."""
+    import datasets
+
+    from par_prompt.data import ParData, save
+    from par_prompt.official import OFFICIAL_TABLES
+
+    names = list(OFFICIAL_TABLES["pa100k"].attributes)
+    order = list(reversed(range(len(names))))
+    wanted = [names[i] for i in order]
+    split = datasets.Dataset.from_dict({"image": [images[0]], "labels": [[0] * len(names)]})
+    save(ParData(datasets.DatasetDict({"test": split}), wanted, [f"s{i}" for i in range(len(names))], "pa100k"),
+         tmp_path / "data")
+    out = tmp_path / "model"
+    code = main(["import-official", str(official.path), "--out", str(out), "--bundle-base",
+                 "--clip-tokenizer", str(bpe_file), "--attribute-order", str(tmp_path / "data")])
+    assert code == 0, capsys.readouterr().err
+    model = PromptPARModel.from_pretrained(out)
+    assert model.config.attributes == wanted and model.config.imported_from["head_order"] == order
+    official_sentences = OFFICIAL_TABLES["pa100k"].sentences
+    assert model.config.sentences == [official_sentences[i] for i in order]
+    assert (probabilities(model, images) - expected[:, order]).abs().max() <= TOLERANCE
+    assert "reordered at import" in (out / "README.md").read_text()
+
+    with pytest.raises(ValueError, match=r"lacks \['Female'\]; the checkpoint has no \['Male'\]"):
+        load_official_checkpoint(official.path, attribute_order=["Male", *names[1:]], clip_tokenizer=bpe_file)

@@ -46,6 +46,10 @@ def _numbers(source: Mapping[str, Any]) -> str:
     return "\n".join(lines) if lines else "No published numbers are known for this data set."
 
 
+def _is_identity(order) -> bool:
+    return order is None or list(order) == list(range(len(order)))
+
+
 def provenance_section(config: Any, bundled: bool) -> str:
     """The card section that says where the weights came from and what the import changed."""
     config = config if isinstance(config, Mapping) else config.to_dict()
@@ -55,7 +59,10 @@ def provenance_section(config: Any, bundled: bool) -> str:
     rows = [("file", f"`{source.get('file')}`"), ("SHA-256", f"`{source.get('sha256')}`"),
             ("data set", table.title if table else (config.get("dataset") or "not given")),
             ("epoch", source.get("epoch") if source.get("epoch") is not None else "not recorded"),
-            ("CLIP weights stored under", f"`{source.get('clip_weights_key')}`")]
+            ("CLIP weights stored under", f"`{source.get('clip_weights_key')}`"),
+            ("output order", "the official head order" if _is_identity(source.get("head_order")) else
+             "reordered at import to match a converted data set (official head of each output: "
+             "`imported_from.head_order` in `config.json`)")]
     sentences = (f"the `attr_words` of the official `dataset/preprocess/{table.script}`, in its order"
                  if source.get("attributes_from", "").startswith("official") and table else
                  "given by the user at import (`--attributes`)")

@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "NAME<TAB>SENTENCE line per head, in head order ('#' lines and empty lines are skipped)",
     )
     parser.add_argument(
+        "--attribute-order", metavar="DATA",
+        help="output the attributes in the order of DATA, a data set converted with 'par-prompt convert' (folder "
+        "or Hub id), so that 'par-prompt evaluate' and training accept it; the official PETA and RAPv2 heads are "
+        "grouped by body part, the converted data keep the annotation files' order",
+    )
+    parser.add_argument(
         "--bundle-base", action="store_true",
         help="also write the checkpoint's CLIP weights into the folder, so it loads with no download",
     )
@@ -59,15 +65,18 @@ def run(args: argparse.Namespace) -> int:
         kind = "a file" if not out.is_dir() else "a directory"
         return report_error(COMMAND, f"--out {out} already exists ({kind}); give a new directory.")
     try:
-        names = sentences = None
+        names = sentences = order = None
         if args.attributes is not None:
             names, sentences = read_attribute_file(args.attributes)
+        if args.attribute_order is not None:
+            order = _data_attributes(args.attribute_order)
         print(f"reading {args.checkpoint} ...", flush=True)
         model = load_official_checkpoint(
-            args.checkpoint, args.dataset, attributes=names, sentences=sentences, clip_tokenizer=args.clip_tokenizer,
+            args.checkpoint, args.dataset, attributes=names, sentences=sentences, attribute_order=order,
+            clip_tokenizer=args.clip_tokenizer,
         )
         save_official_model(model, out, bundle_base=args.bundle_base)
-    except (OfficialCheckpointError, pickle.UnpicklingError, ValueError, OSError) as error:
+    except (OfficialCheckpointError, pickle.UnpicklingError, ValueError, OSError, KeyError) as error:
         return report_error(COMMAND, error)
     config = model.config
     source = config.imported_from
@@ -77,3 +86,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"official pipeline recorded: {config.clip_config['vision_config']['image_size']} px resize without padding, "
           f"mean = std = 0.5, no post-LayerNorm on visual tokens, threshold {config.threshold}")
     return 0
+
+
+def _data_attributes(source: str) -> list[str]:
+    """The attribute names of a converted data set (its metadata only is read)."""
+    from ..data import load
+
+    try:
+        return list(load(source).attributes)
+    except Exception as error:  # noqa: BLE001 - datasets raises many types for "cannot load"
+        raise ValueError(f"cannot read the attribute names of --attribute-order {source!r}: {error}") from error

@@ -156,6 +156,32 @@ def _check_pooling(model, tokenizer) -> None:
         )
 
 
+def head_order(names: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """For each name of ``wanted``, the index of its official head in ``names``."""
+    wanted = list(wanted)
+    if sorted(wanted) != sorted(names):
+        problems = []
+        if missing := [n for n in names if n not in wanted]:
+            problems.append(f"it lacks {missing[:8]}")
+        if extra := [n for n in wanted if n not in names]:
+            problems.append(f"the checkpoint has no {extra[:8]}")
+        raise OfficialCheckpointError(
+            f"the attribute order must name each of the checkpoint's {len(names)} attributes once, but "
+            f"{'; '.join(problems) or 'it repeats names'}. Use the data set the checkpoint was trained on, "
+            "converted with par-prompt convert."
+        )
+    position = {name: i for i, name in enumerate(names)}
+    return [position[name] for name in wanted]
+
+
+def permute_heads(weights: ConvertedWeights, order: Sequence[int]) -> None:
+    """Reorder the per-attribute tensors (heads, their BatchNorm, the aggregator's BatchNorm) in place."""
+    index = torch.as_tensor(list(order))
+    for name, tensor in weights.head.items():
+        if name.startswith(("heads.", "aggregator.batch_norm.")) and tensor.ndim >= 1:
+            weights.head[name] = tensor[index].contiguous()
+
+
 def _known_table(dataset: Optional[str], num_attributes: int) -> Optional[SentenceTable]:
     """The table ``dataset`` names, when it has ``num_attributes`` entries (for the card), else None."""
     if dataset is None:
@@ -191,6 +217,7 @@ def load_official_checkpoint(
     *,
     attributes: Optional[Sequence[str]] = None,
     sentences: Optional[Sequence[str]] = None,
+    attribute_order: Optional[Sequence[str]] = None,
     clip_tokenizer: Union[str, Path, Any] = DEFAULT_CLIP_TOKENIZER,
     clip_name_or_path: Optional[str] = AUTO,
 ):
@@ -204,6 +231,12 @@ def load_official_checkpoint(
         attributes, sentences: names and sentences of a checkpoint trained on other data,
             one per head in head order (the sentences it was trained with); they replace
             the data set's table.
+        attribute_order: the attribute names in the order the model should output them,
+            e.g. ``par_prompt.data.load(folder).attributes`` of data converted with
+            ``par-prompt convert`` (which keeps the annotation files' order, while the
+            official PETA and RAPv2 heads follow a body-part grouping). The heads, their
+            BatchNorms and the sentences are permuted together; the fusion layers have no
+            position encoding, so the probabilities are the official ones, reordered.
         clip_tokenizer: a Hub id, a folder with tokenizer files, the official
             ``bpe_simple_vocab_16e6.txt.gz``, or a tokenizer object.
         clip_name_or_path: the base the saved model names; ``"auto"`` picks the OpenAI
@@ -213,7 +246,9 @@ def load_official_checkpoint(
     Returns the model in eval mode, with tokenizer and image processor attached; save it
     with :func:`save_official_model` to keep the model card.
     """
-    # The tokenizer first: it is quick to load, and a wrong --clip-tokenizer should not wait for a 1.7 GB read.
+    if not Path(path).is_file():
+        raise OfficialCheckpointError(f"{path} is not a file; give the path of the official checkpoint (.pth).")
+    # The tokenizer next: it is quick to load, and a wrong --clip-tokenizer should not wait for a 1.7 GB read.
     tokenizer = load_clip_tokenizer(clip_tokenizer) if isinstance(clip_tokenizer, (str, Path)) else clip_tokenizer
     checkpoint = read_checkpoint(path)
     layout = read_layout(checkpoint.clip_state, checkpoint.classifier_state)
@@ -233,11 +268,16 @@ def load_official_checkpoint(
         names, texts = list(table.attributes), list(table.sentences)
         source = f"official dataset/preprocess/{table.script}"
     weights = convert(checkpoint.clip_state, checkpoint.classifier_state, layout)
+    order = list(range(len(names)))
+    if attribute_order is not None:
+        order = head_order(names, attribute_order)
+        names, texts = [names[i] for i in order], [texts[i] for i in order]
+        permute_heads(weights, order)
     checkpoint.clip_state = checkpoint.classifier_state = {}  # the converted copies are all that is needed now
     return build_model(
         layout, weights, names, texts, tokenizer=tokenizer, dataset=table.key if table else dataset,
         clip_name_or_path=openai_clip_for(layout) if clip_name_or_path == AUTO else clip_name_or_path,
-        imported_from=_provenance(checkpoint, table, weights, layout, source),
+        imported_from={**_provenance(checkpoint, table, weights, layout, source), "head_order": order},
     )
 
 
