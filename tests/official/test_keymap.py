@@ -19,7 +19,8 @@ def _clip_blocks(prefix: str, layers: int, width: int) -> dict[str, tuple]:
         shapes.update({
             p + "attn.in_proj_weight": (3 * width, width), p + "attn.in_proj_bias": (3 * width,),
             p + "attn.out_proj.weight": (width, width), p + "attn.out_proj.bias": (width,),
-            p + "ln_1.weight": (width,), p + "ln_1.bias": (width,), p + "ln_2.weight": (width,), p + "ln_2.bias": (width,),
+            p + "ln_1.weight": (width,), p + "ln_1.bias": (width,),
+            p + "ln_2.weight": (width,), p + "ln_2.bias": (width,),
             p + "mlp.c_fc.weight": (4 * width, width), p + "mlp.c_fc.bias": (4 * width,),
             p + "mlp.c_proj.weight": (width, 4 * width), p + "mlp.c_proj.bias": (width,),
         })
@@ -111,7 +112,8 @@ def test_fused_projections_are_split_in_q_k_v_order(sizes):
     w = sizes.vision_width
     fused = clip["visual.transformer.resblocks.1.attn.in_proj_weight"].float()
     for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
-        assert torch.equal(weights.clip[f"vision_model.encoder.layers.1.self_attn.{name}.weight"], fused[i * w:(i + 1) * w])
+        split = weights.clip[f"vision_model.encoder.layers.1.self_attn.{name}.weight"]
+        assert torch.equal(split, fused[i * w:(i + 1) * w])
     assert torch.equal(weights.clip["visual_projection.weight"], clip["visual.proj"].float().T)
     f = sizes.fusion_width
     qkv = classifier["blocks.0.attn.qkv.bias"]

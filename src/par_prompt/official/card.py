@@ -32,10 +32,11 @@ def _numbers(source: Mapping[str, Any]) -> str:
     lines = []
     if key in PAPER_RESULTS:
         title = OFFICIAL_TABLES[key].title
-        lines += [f"The paper reports for {title} ({PAPER}; test split, in percent):", "", "| data set | " + " | ".join(METRIC_NAMES) + " |",
-                  "|---" * 6 + "|", _row([title, *PAPER_RESULTS[key]]), "",
-                  "These are the paper's numbers for the official release of this data set, not numbers measured "
-                  "on this export; `par-prompt evaluate` measures them on your copy of the data."]
+        lines += [f"The paper reports for {title} ({PAPER}; test split, in percent):", "",
+                  "| data set | " + " | ".join(METRIC_NAMES) + " |", "|---" * 6 + "|",
+                  _row([title, *PAPER_RESULTS[key]]), "",
+                  "These are the paper's numbers, not numbers measured on this export; `par-prompt evaluate` "
+                  "measures them on your copy of the data."]
     stored = source.get("stored_result") or {}
     if stored:
         if lines:
@@ -78,8 +79,8 @@ def provenance_section(config: Any, bundled: bool) -> str:
     aggregator = (
         "The global-local aggregator (temperature and BatchNorm) comes from the checkpoint. Its scores "
         "(`gl_logits`) are a training signal only and never enter predictions; par-prompt computes them as "
-        "its method notes describe (docs/method.md §5), which differs from the official code (that reads its global row from the "
-        "first global prompt token and uses one sample's local scores for the whole batch)."
+        "its method notes describe (docs/method.md §5), which differs from the official code (that reads its "
+        "global row from the first global prompt token and uses one sample's local scores for the whole batch)."
         if source.get("aggregator_from_checkpoint") else
         "The checkpoint has no global-local aggregator (trained without `--use_GL`); the model's aggregator is "
         "freshly initialised. It never enters predictions."

@@ -13,7 +13,8 @@ COMMAND = "import-official"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``import-official CKPT --out DIR [--dataset NAME] [--attributes FILE] [--bundle-base] [--clip-tokenizer X]``."""
+    """Add ``import-official CKPT --out DIR [--dataset NAME] [--attributes FILE] [--attribute-order DATA]
+    [--bundle-base] [--clip-tokenizer X]``."""
     parser = subparsers.add_parser(
         COMMAND,
         help="turn a checkpoint of the official PromptPAR code into a par-prompt model",
