@@ -29,7 +29,7 @@ def expected(official, tokenizer, pa100k_sentences, images):
 
 @pytest.fixture(scope="module")
 def imported(official, bpe_file):
-    return load_official_checkpoint(official.path, "pa100k", clip_tokenizer=bpe_file)
+    return PromptPARModel.from_official_checkpoint(official.path, dataset="pa100k", clip_tokenizer=bpe_file)
 
 
 def probabilities(model, images) -> torch.Tensor:
