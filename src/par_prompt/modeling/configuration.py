@@ -48,6 +48,9 @@ class PromptPARConfig(PreTrainedConfig):
         threshold: probability threshold for predictions and metrics.
         attribute_thresholds: optional per-attribute thresholds (calibrated), overriding
             ``threshold``.
+        visual_post_layernorm: pass the visual tokens through CLIP's post-layernorm before
+            the visual projection (docs/method.md §2). False reproduces the official
+            PromptPAR code, which skips it (models imported with ``import-official``).
     """
 
     model_type = "prompt_par"
@@ -76,6 +79,7 @@ class PromptPARConfig(PreTrainedConfig):
         gl_threshold: float = 0.5,
         threshold: float = 0.5,
         attribute_thresholds: Optional[Sequence[float]] = None,
+        visual_post_layernorm: bool = True,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -111,6 +115,7 @@ class PromptPARConfig(PreTrainedConfig):
         self.gl_threshold = gl_threshold
         self.threshold = threshold
         self.attribute_thresholds = list(attribute_thresholds) if attribute_thresholds is not None else None
+        self.visual_post_layernorm = bool(visual_post_layernorm)
         self.initializer_range = initializer_range
         kwargs["id2label"] = {i: name for i, name in enumerate(self.attributes)}
         super().__init__(**kwargs)
