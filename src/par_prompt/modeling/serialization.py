@@ -484,8 +484,8 @@ class PromptPARSerializationMixin:
         with torch.device("meta"):
             skeleton = MMFormer(config.get_fusion_config(), config.fusion_layers)
         expected = {f"fusion.{name}": t for name, t in skeleton.state_dict().items()}
-        found = {name: t for name, t in head_state.items() if name.startswith("fusion.") and name in expected
-                 or name.startswith(FUSION_LAYERS_PREFIX)}
+        found = {name: t for name, t in head_state.items()
+                 if name in expected or name.startswith(FUSION_LAYERS_PREFIX)}
         _check_tensors("bundled fusion layers", path, found, expected)
 
     @staticmethod
