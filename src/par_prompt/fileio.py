@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import IO, Any, Iterator, Union
 
 import torch
 
@@ -63,22 +63,63 @@ def atomic_directory(out: Union[str, Path], overwrite: bool = False) -> Iterator
                     break
 
 
-def write_text_atomic(path: Union[str, os.PathLike], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, flushed
-    to disk, then renamed over ``path``. A crash leaves either the old file or the new one,
-    never a partial file. The file is readable by others (0644), like one made by ``open``."""
+@contextmanager
+def atomic_open(path: Union[str, os.PathLike], mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file next to ``path`` for writing (``mode`` "w" or "wb", ``kwargs``
+    as for ``open``; text defaults to UTF-8); when the block ends without an exception it is
+    flushed to disk and renamed over ``path``, otherwise removed. A crash or an error leaves
+    either the old file or the new one, never a partial file. The file is readable by
+    others (0644), like one made by ``open``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    if mode == "w":
+        kwargs.setdefault("encoding", "utf-8")
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Union[str, os.PathLike], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_open`)."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def check_output_file(path: Union[str, os.PathLike], what: str = "the output file") -> Path:
+    """``path`` if a file can be written there now, else ``ValueError`` naming the problem
+    and the fix: the path is a directory or another non-regular file (a FIFO, a device),
+    its folder is missing or not a folder, or the folder is not writable (tested by
+    creating and removing a hidden file, so read-only mounts are caught too). Nothing is
+    left behind. Call it before long work, so that its result is not lost at the end."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give a file name (e.g. {path / 'out'}.<ext>)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {path} exists and is not a regular file (a device or a pipe); "
+                         "give the path of a regular file")
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise ValueError(f"the folder of {what} ({folder}) {problem}; create it first or choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
+    except OSError as error:
+        raise ValueError(f"cannot write {what} in {folder}: {error.strerror or error}; "
+                         "choose a writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path} is read-only; make it writable or choose another path")
     return path
 
 
