@@ -275,7 +275,7 @@ def test_paper_row_and_table():
     assert rows["Boots"] == ["Boots", "0.50", "0", "2", "n/a", "100.00", "n/a", "n/a", "n/a", "n/a"]
     assert rows["Female"] == ["Female", "0.50", "2", "1", "50.00", "0.00", "25.00", "50.00", "50.00", "83.33"]
     assert rows["mean"][1:] == ["75.00", "83.33", "83.33", "94.44"]  # mA, prec, F1, mAP over 3 attributes
-    assert "over 3 of 4 attributes" in table.label_row() and table.label_row().startswith("mAP 94.44")
+    assert "over the 3 of 4 attributes" in table.label_row() and table.label_row().startswith("mAP 94.44")
 
 
 def test_accumulator_matches_hand_case():

@@ -104,7 +104,7 @@ def check_output_file(path: Union[str, os.PathLike], what: str = "the output fil
     path = Path(path)
     folder = path.parent
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory; give a file name (e.g. {path / 'out'}.<ext>)")
+        raise ValueError(f"{what} {path} is a directory; give the path of a file (in it or elsewhere)")
     if path.exists() and not path.is_file():
         raise ValueError(f"{what} {path} exists and is not a regular file (a device or a pipe); "
                          "give the path of a regular file")

@@ -277,12 +277,12 @@ class ParMetrics:
 
     def label_row(self) -> str:
         """The label-based means, in percent, and over how many attributes they are taken:
-        ``mAP 81.20 | attribute Prec 70.11 | attribute F1 68.40 (over 26 of 26 attributes)``."""
+        ``mAP 81.20 | label-based Prec 70.11 | label-based F1 68.40 (means over the 26 of
+        26 attributes with positives and negatives in the split)``."""
         return (
-            f"mAP {percent(self.mAP)} | attribute Prec {percent(self.mean_attribute_precision)} | "
-            f"attribute F1 {percent(self.mean_attribute_f1)} "
-            f"(over {self.num_attributes_scored} of {len(self.attribute_names)} attributes: those with "
-            "positives and negatives in the split)"
+            f"mAP {percent(self.mAP)} | label-based Prec {percent(self.mean_attribute_precision)} | "
+            f"label-based F1 {percent(self.mean_attribute_f1)} (means over the {self.num_attributes_scored} of "
+            f"{len(self.attribute_names)} attributes with positives and negatives in the split)"
         )
 
     def per_attribute_table(self) -> str:

@@ -108,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_arguments(visualize)
     visualize.add_argument("image", metavar="IMAGE", help="image file")
     visualize.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (atomically)")
-    visualize.add_argument("--top-k", type=bounded_int(0), default=5, metavar="K", help="attributes to draw (default 5)")
+    visualize.add_argument("--top-k", type=bounded_int(0), default=5, metavar="K",
+                           help="attributes to draw (default 5)")
     visualize.add_argument("--panel", type=bounded_int(MIN_PANEL, MAX_PANEL), default=160, metavar="PX",
                            help=f"panel side in pixels, {MIN_PANEL} to {MAX_PANEL} (default 160)")
     visualize.set_defaults(func=run_visualize)
@@ -276,10 +277,11 @@ def prepare_predict(args: argparse.Namespace, command: str = "predict") -> Optio
 
     try:
         resolve_device(args.device)
+        if args.output is not None:
+            check_output_file(args.output, "--output")
         fmt = output_format(args.output, args.format)
         images = expand_inputs(args.images, recursive=args.recursive)
         if args.output is not None:
-            check_output_file(args.output, "--output")
             lists = [a[1:] for a in map(str, args.images) if a.startswith("@")]
             check_not_an_input(args.output, images + lists)
     except ValueError as error:

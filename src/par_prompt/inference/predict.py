@@ -316,7 +316,7 @@ def check_finite(probabilities: torch.Tensor, entries: list[tuple[int, Optional[
     raise NonFiniteOutputError(
         f"the model returned NaN or infinite probabilities for {named}{more}: its weights or its image processor "
         "settings hold NaN/inf values (or the computation overflowed in half precision). Re-download or re-save the "
-        "model; with --device cuda try float32."
+        "model, or run it in float32."
     )
 
 

@@ -99,7 +99,8 @@ class PredictionWriter:
             top = [] if not self.top_k else [
                 "" if failed else ";".join(f"{name}:{p:.4f}" for name, p in result.top(self.top_k))]
             if failed:
-                self.csv.writerow([result.index, result.source, "", result.reason, *top, *([""] * len(self.attributes))])
+                empty = [""] * len(self.attributes)
+                self.csv.writerow([result.index, result.source, "", result.reason, *top, *empty])
             else:
                 row = [f"{result.probabilities[name]:.4f}" for name in self.attributes]
                 self.csv.writerow([result.index, result.source, ";".join(result.attributes), "", *top, *row])
