@@ -19,7 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import IO, Any, Iterator, Union
 
 import torch
 
@@ -183,19 +183,62 @@ def atomic_directory(out: Union[str, Path], overwrite: bool = False) -> Iterator
             remove_created(created)
 
 
-def _write_atomic(path: PathLike, mode: str, content: Union[str, bytes]) -> Path:
+@contextmanager
+def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a hidden temporary next to ``path`` for writing (``mode`` "w" or "wb",
+    ``kwargs`` as for ``open``; text defaults to UTF-8). When the block ends without an
+    exception the file gets the permissions of any new file, is flushed to disk and
+    renamed over ``path``; otherwise it is removed. A crash or an error leaves either the
+    old file or the new one, never a partial file."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    if mode == "w":
+        kwargs.setdefault("encoding", "utf-8")
     path = Path(path)
     remove_stale_partials(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=partial_prefix(path.name), dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as handle:
-            handle.write(content)
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
         finish_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def _write_atomic(path: PathLike, mode: str, content: Union[str, bytes]) -> Path:
+    with atomic_open(path, mode) as handle:
+        handle.write(content)
+    return Path(path)
+
+
+def check_output_file(path: PathLike, what: str = "the output file") -> Path:
+    """``path`` if a file can be written there now, else ``ValueError`` naming the problem
+    and the fix: the path is a directory or another non-regular file (a FIFO, a device),
+    its folder is missing or not a folder, or the folder is not writable (tested by
+    creating and removing a hidden file, so read-only mounts are caught too). Nothing is
+    left behind. Call it before long work, so that its result is not lost at the end."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give the path of a file (in it or elsewhere)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {path} exists and is not a regular file (a device or a pipe); "
+                         "give the path of a regular file")
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise ValueError(f"the folder of {what} ({folder}) {problem}; create it first or choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=partial_prefix(path.name), dir=folder)
+    except OSError as error:
+        raise ValueError(f"cannot write {what} in {folder}: {error.strerror or error}; "
+                         "choose a writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path} is read-only; make it writable or choose another path")
     return path
 
 
