@@ -403,11 +403,6 @@ class CheckpointManager:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def write_json(path: os.PathLike, value: Any) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    write_json_atomic(path, value)
-
-
 def _fsync_tree(path: Path) -> None:
     """Flush every file under ``path`` and the folder itself to disk (before the rename)."""
     for file in path.rglob("*"):

@@ -103,7 +103,8 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def build_parser(prog: str = "par-prompt train") -> argparse.ArgumentParser:
     """A standalone parser of the training options (``examples/train_par.py``)."""
-    parser = argparse.ArgumentParser(prog=prog, usage=USAGE, description=DESCRIPTION, epilog=EPILOG, parents=[options_parser()],
+    parser = argparse.ArgumentParser(prog=prog, usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
+                                     parents=[options_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     return _one_line_errors(parser)
 

@@ -266,9 +266,11 @@ class PromptPARTrainer:
 
         resumes = list((self.resumed_state or {}).get("resumes", []))
         if self.resumed_state is not None:
-            resumes.append({"checkpoint": str(self.resume_from),
-                            "changed": resume_changes(self.resumed_state["arguments"],
-                                                      comparable_arguments(self.arguments))})
+            changed = resume_changes(self.resumed_state["arguments"], comparable_arguments(self.arguments))
+            processes = (self.resumed_state.get("num_processes"), self.accelerator.num_processes)
+            if processes[0] != processes[1]:  # equal updates up to float rounding (global batches)
+                changed["num_processes"] = list(processes)
+            resumes.append({"checkpoint": str(self.resume_from), "changed": changed})
         self.resumes = resumes
         record = {"arguments": self.arguments, "sources": self.sources,
                   "resume": {"may_change": RESUME_MAY_CHANGE, "resumed": resumes}, "version": __version__}
