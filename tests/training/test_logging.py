@@ -157,17 +157,31 @@ def test_report_to_refuses_unknown_and_missing_trackers(monkeypatch, tmp_path):
     assert isinstance(trackers.select_trackers("auto", tmp_path)[0], trackers.JSONLinesTracker)
 
 
-def test_gradient_checkpointing_reaches_the_model(tiny_backbones, tiny_data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("entry", ["activation_checkpointing_enable", "gradient_checkpointing_enable"])
+def test_gradient_checkpointing_reaches_the_model(entry, tiny_backbones, tiny_data_dir, tmp_path, monkeypatch):
+    """Through transformers' current name, and through an override of the older one
+    (which transformers still calls; the model side may define it)."""
     calls = []
 
     class Reached(Exception):
         pass
 
-    def enable(model, **kwargs):
+    def enable(model, *args, **kwargs):
         calls.append((type(model).__name__, kwargs))
         raise Reached
 
-    monkeypatch.setattr(PromptPARModel, "gradient_checkpointing_enable", enable)
+    if not hasattr(PromptPARModel, entry):
+        pytest.skip(f"this transformers has no {entry}")
+    monkeypatch.setattr(PromptPARModel, entry, enable)
     with pytest.raises(Reached):
         train(*tiny_arguments(tiny_backbones, tiny_data_dir, tmp_path / "on", gradient_checkpointing=True))
-    assert calls == [("PromptPARModel", {"gradient_checkpointing_kwargs": {"use_reentrant": False}})]
+    ((name, kwargs),) = calls
+    assert name == "PromptPARModel"
+    assert {"use_reentrant": False} in kwargs.values(), kwargs
+
+
+def test_no_gradient_checkpointing_by_default(tiny_backbones, tiny_data_dir, tmp_path, monkeypatch):
+    from par_prompt.training import PromptPARTrainer
+
+    monkeypatch.setattr(PromptPARTrainer, "_enable_checkpointing", staticmethod(lambda model: 1 / 0))
+    train(*tiny_arguments(tiny_backbones, tiny_data_dir, tmp_path / "off", epochs=1, test_split="none"))

@@ -192,10 +192,11 @@ class PromptPARTrainer:
                                         f"--output-dir.")
                 break
 
-    def _prepare_output_dir(self, is_main: bool) -> None:
+    def _prepare_output_dir(self, is_main: bool) -> Optional[str]:
         """Refuse to mix two runs in one output directory, create it and prove it writable.
         Every process checks (so that all fail alike); the main process cleans up
-        (``--overwrite-output-dir``) and creates it."""
+        (``--overwrite-output-dir``) and creates it, and returns what went wrong instead of
+        raising, so that the other processes are not left waiting for it."""
         manager = CheckpointManager(None, self.output_dir / CHECKPOINT_DIR)
         if self.args.resume is None and manager.checkpoints():
             if not self.args.overwrite_output_dir:
@@ -212,8 +213,9 @@ class PromptPARTrainer:
                 with tempfile.TemporaryFile(dir=self.output_dir):
                     pass
             except OSError as error:
-                raise TrainingError(f"--output-dir {self.output_dir} cannot be written ({error.strerror or error}); "
-                                    f"choose a writable --output-dir.") from None
+                return (f"--output-dir {self.output_dir} cannot be written ({error.strerror or error}); choose a "
+                        f"writable --output-dir.")
+        return None
 
     def _read_resume_checkpoint(self) -> None:
         """``--resume``: find the checkpoint and check its recorded arguments against this
@@ -346,8 +348,13 @@ class PromptPARTrainer:
         args = self.args
         self._check_output_dir()
         state = _process_state()
-        self._prepare_output_dir(state.is_main_process)
-        state.wait_for_everyone()
+        problem = [self._prepare_output_dir(state.is_main_process)]
+        if state.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(problem)  # the main process's outcome, so that all stop alike
+        if problem[0] is not None:
+            raise TrainingError(problem[0])
         self._read_resume_checkpoint()
         log_file = self.output_dir / LOG_DIR / LOG_FILE
         with run_logging(log_file if state.is_main_process else None):
@@ -430,7 +437,7 @@ class PromptPARTrainer:
         # the same operations with one process as with many, so that both round alike).
         convert_sync_batchnorm(model)
         if a.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self._enable_checkpointing(model)
         trainable = [p for p in model.parameters() if p.requires_grad]
         prepared, optimizer = accelerator.prepare(model, optimizer)
         checkpoints = CheckpointManager(accelerator, self.output_dir / CHECKPOINT_DIR, a.save_total_limit)
@@ -483,6 +490,18 @@ class PromptPARTrainer:
                                 history, test_metrics, self.output_dir / METRICS_FILE)
         self._finish(result, data, time.perf_counter() - started)
         return result
+
+    @staticmethod
+    def _enable_checkpointing(model) -> None:
+        """Recompute activations in the backward pass. transformers >= 5.24 names it
+        ``activation_checkpointing_enable`` (which still calls an overridden
+        ``gradient_checkpointing_enable``); earlier 5.x only has the older name."""
+        kwargs = {"use_reentrant": False}
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def _trainer_state(self, epoch: int, update: int, best: dict[str, Any], history: list[dict[str, Any]],
                        num_train: int) -> dict[str, Any]:
