@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = (
     "par_prompt.evaluation.cli",  # evaluate
     "par_prompt.inference.cli",  # predict, visualize
     "par_prompt.official.cli",  # import-official
+    "par_prompt.training.cli",  # train
 )
 
 #: Exceptions that mean "the input is wrong", not "par-prompt has a bug": reported in one
