@@ -101,24 +101,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def sixteen_bit_to_l(image: Image.Image) -> Image.Image:
+def sixteen_bit_to_l(image: Image.Image, factor: int = 1) -> Image.Image:
     """A 16-bit grey image (``I;16*``, or ``I`` read as 0..65535 and clipped) as 8-bit ``L``.
 
     Values are scaled by ``round(v * 255 / 65535)`` through a lookup table, a strip of
-    rows at a time: the only full-size allocation is the 8-bit result.
+    rows at a time. With ``factor > 1`` each strip is also reduced (``Image.reduce``, the
+    same result as reducing the whole image), so the only full-size pixels ever held are
+    the input's.
     """
     from PIL import Image
 
     width, height = image.size
-    out = np.empty((height, width), dtype=np.uint8)
-    rows = max(1, _STRIP_PIXELS // max(1, width))
+    out = Image.new("L", ((width + factor - 1) // factor, (height + factor - 1) // factor))
+    rows = factor * max(1, _STRIP_PIXELS // max(1, width * factor))
     for top in range(0, height, rows):
-        bottom = min(height, top + rows)
-        strip = np.asarray(image.crop((0, top, width, bottom)))
+        strip = np.asarray(image.crop((0, top, width, min(height, top + rows))))
         if image.mode == "I":
             strip = np.clip(strip, 0, 65535)
-        out[top:bottom] = _SIXTEEN_TO_EIGHT[strip]
-    return Image.fromarray(out, mode="L")
+        grey = Image.fromarray(_SIXTEEN_TO_EIGHT[strip], mode="L")
+        out.paste(grey.reduce(factor) if factor > 1 else grey, (0, top // factor))
+    return out
 
 
 def pad_to_square(image: Image.Image, fill: int = 0) -> Image.Image:
@@ -145,15 +147,16 @@ def shrink(image: Image.Image, limit: int) -> Image.Image:
 
     Cheap box reduction for huge inputs before any padding. The factor never takes the
     short side below :data:`MIN_SHRUNK_SIDE` pixels (a very thin strip is reduced less).
-    16-bit grey is first scaled to 8-bit (:func:`sixteen_bit_to_l`); other modes
-    ``Image.reduce`` cannot average (palette, 1-bit) are converted with :func:`to_rgb` first.
+    16-bit grey is scaled to 8-bit and reduced strip by strip (:func:`sixteen_bit_to_l`);
+    other modes ``Image.reduce`` cannot average (palette, 1-bit) are converted with
+    :func:`to_rgb` first.
     """
     factor = min(max(image.size) // max(1, limit), min(image.size) // MIN_SHRUNK_SIDE)
     if factor < 2:
         return image
     if image.mode in _SIXTEEN_BIT:
-        image = sixteen_bit_to_l(image)
-    elif image.mode not in _REDUCIBLE:
+        return sixteen_bit_to_l(image, factor)
+    if image.mode not in _REDUCIBLE:
         image = to_rgb(image)
     return image.reduce(factor)
 
