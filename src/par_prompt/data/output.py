@@ -1,0 +1,213 @@
+"""Where a data set may be written, and how an earlier one is replaced without loss.
+
+Used by :func:`~par_prompt.data.convert` and :func:`~par_prompt.data.save`. The rules:
+
+- The output must not be, or contain, any of the inputs (the raw download, the image
+  folder, the CSV or pickle file, ...), after resolving symbolic links: it is refused.
+- An existing output that is empty is used as is. A non-empty one is replaced only with
+  ``overwrite=True``, and only when it is a data set this package wrote, recognised by
+  what it writes: ``dataset_dict.json``; the split folders it lists, holding nothing but
+  the files ``datasets`` writes there (``data-*.arrow``, ``cache-*.arrow``,
+  ``dataset_info.json``, ``state.json``); and the ``par_prompt`` metadata in every
+  split's ``dataset_info.json``. Anything else (a download, a model, a folder with one
+  file of the user's added) is refused, naming the entry that is not ours.
+- An output that is a file or a symbolic link, or whose folder cannot be written, is
+  refused before any work is done.
+- The data set is built in a hidden directory next to the output
+  (:func:`par_prompt.fileio.atomic_directory`) and swapped in only when complete; the
+  old one is deleted only after the swap. Nothing is written where the output goes
+  until then.
+- Hidden partial directories left by a run that was killed (no clean-up could run) are
+  removed by the next run for the same output: those whose owning process (recorded in
+  ``owner.json``) is gone, and those without an owner file older than an hour. A run
+  killed in the middle of the swap leaves the previous data set inside its partial
+  directory; it is put back first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .common import METADATA_KEY, ParDataError, check_split_name
+
+logger = logging.getLogger(__name__)
+
+#: Name of the file in a partial directory that records which process builds it.
+OWNER_FILE = "owner.json"
+#: A partial directory without an owner file is left alone for this long (seconds).
+ORPHAN_AGE = 3600
+_SPLIT_FILE = re.compile(r"(data-\d+-of-\d+|cache-[\w.-]+)\.arrow|dataset_info\.json|state\.json")
+
+
+def _partial_prefix(out: Path) -> str:
+    """The name prefix of ``fileio.atomic_directory``'s temporary directories for ``out``."""
+    return f".{out.name}.partial-"
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def foreign_entry(path: Path) -> str | None:
+    """Why the directory ``path`` is not a data set this package wrote, or ``None`` if it is
+    (or is empty)."""
+    entries = sorted(path.iterdir())
+    if not entries:
+        return None
+    index = path / "dataset_dict.json"
+    if not index.is_file() or index.is_symlink():
+        return "it holds no dataset_dict.json, so it is not a data set written by par-prompt"
+    try:
+        splits = json.loads(index.read_text(encoding="utf-8"))["splits"]
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise TypeError("'splits' is not a list of names")
+        for split in splits:
+            check_split_name(split, f"{index}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its dataset_dict.json cannot be read ({error})"
+    for entry in entries:
+        if entry.name != "dataset_dict.json" and entry.name not in splits:
+            return f"it holds {entry.name!r}, which par-prompt did not write"
+    for split in splits:
+        folder = path / split
+        if folder.is_symlink() or not folder.is_dir():
+            return f"its split {split!r} is not a folder"
+        for entry in folder.iterdir():
+            if entry.is_symlink() or not entry.is_file() or not _SPLIT_FILE.fullmatch(entry.name):
+                return f"it holds {split}/{entry.name}, which par-prompt did not write"
+        try:
+            info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+            description = json.loads(info.get("description") or "null")
+        except (OSError, ValueError, AttributeError) as error:
+            return f"its split {split!r} has no readable dataset_info.json ({error})"
+        if not isinstance(description, dict) or not isinstance(description.get(METADATA_KEY), dict):
+            return f"its split {split!r} carries no par-prompt metadata, so it was not written by par-prompt"
+    return None
+
+
+def _writable_ancestor(out: Path) -> Path:
+    """The nearest existing ancestor of ``out``; it must be a directory we can write to."""
+    ancestor = out.parent
+    while not ancestor.exists() and not ancestor.is_symlink():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ParDataError(f"cannot create output {out}: {ancestor} is a file, not a directory")
+    try:
+        probe = tempfile.mkdtemp(prefix=".par-prompt-probe-", dir=ancestor)
+    except OSError as error:
+        raise ParDataError(
+            f"cannot write output {out}: directory {ancestor} is not writable "
+            f"({error.strerror or error}); choose another output directory"
+        ) from error
+    os.rmdir(probe)
+    return ancestor
+
+
+def check_output(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False) -> bool:
+    """Apply the rules of the module docstring to ``out``; returns whether it exists.
+
+    ``inputs`` are the paths the data is read from; ``out`` must be none of them and
+    contain none of them. Raises :class:`ParDataError` (or ``FileExistsError`` for an
+    existing data set without ``overwrite``) with a one-line message.
+    """
+    out = Path(out).absolute()
+    real_out = os.path.realpath(out)
+    for source in inputs:
+        real_source = os.path.realpath(source)
+        if _contains(real_out, real_source):
+            relation = "is" if real_out == real_source else "contains"
+            raise ParDataError(
+                f"output {out} {relation} the input {source}; writing there would replace it. "
+                "Choose an output directory outside the input."
+            )
+    if out.is_symlink():
+        raise ParDataError(f"output {out} is a symbolic link; give the directory itself or a new path")
+    _writable_ancestor(out)
+    clean_stale_partials(out)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise ParDataError(f"output {out} is a file, not a directory; choose another output path")
+    problem = foreign_entry(out)
+    if problem is not None:
+        raise ParDataError(
+            f"refusing to write to {out}: the directory exists and {problem}. Only an empty directory or a "
+            "data set written by par-prompt (with overwrite / --overwrite) can be replaced; choose another output"
+        )
+    if any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output directory {out} already holds a data set; pass overwrite=True (--overwrite) to replace it"
+        )
+    return True
+
+
+# ------------------------------------------------------------------------ partial output
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists (another user's) or cannot be checked: assume in use
+    return True
+
+
+def _in_use(partial: Path) -> bool:
+    """Whether a partial directory may still belong to a running conversion."""
+    try:
+        owner = json.loads((partial / OWNER_FILE).read_text(encoding="utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return time.time() - partial.stat().st_mtime < ORPHAN_AGE
+        except OSError:
+            return True
+    if host != socket.gethostname():
+        return True  # another machine's run (shared file system): cannot tell
+    return _process_alive(pid)
+
+
+def clean_stale_partials(out: str | Path) -> None:
+    """Remove the partial directories interrupted runs left next to ``out`` (see above)."""
+    out = Path(out).absolute()
+    prefix = _partial_prefix(out)
+    try:
+        candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for partial in candidates:
+        if partial.is_symlink() or not partial.is_dir() or _in_use(partial):
+            continue
+        previous = partial / "previous"
+        if previous.is_dir() and not out.exists() and not out.is_symlink():
+            previous.rename(out)
+            logger.warning("restored %s from %s, left by an interrupted run", out, partial.name)
+        shutil.rmtree(partial, ignore_errors=True)
+        logger.warning("removed %s, left by an interrupted run", partial)
+
+
+@contextmanager
+def dataset_output(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh path to ``save_to_disk`` into; it becomes ``out`` when the block succeeds.
+
+    :func:`check_output` runs first; on any error nothing is left behind.
+    """
+    from ..fileio import atomic_directory
+
+    exists = check_output(out, inputs, overwrite)
+    with atomic_directory(out, overwrite=exists) as target:
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        (target.parent / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
+        yield target
