@@ -369,3 +369,33 @@ def test_dataset_names_are_case_insensitive(tmp_path):
     assert load(tmp_path / "out").name == "pa100k"
     code, err = run_cli(["convert", "Market-1501", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "o")])
     assert_one_line(code, err, "unknown dataset", "pa100k")
+
+
+# ------------------------------------------------------------ #11.8 EXIF in conversion
+
+
+def test_wider_crops_are_cut_from_the_stored_pixels_and_turned_upright(tmp_path):
+    """The box is in the stored pixels' frame (as every annotation script reads them); the
+    crop then gets the photo's EXIF orientation, like every image read for the model."""
+    import io
+
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    expected, _ = builders.make_wider(tmp_path / "src")
+    photo = tmp_path / "src" / "Image" / "train" / "1--Handshaking" / "1_Handshaking_1_2.jpg"
+    stored_pixels = Image.new("RGB", (80, 60), (0, 0, 250))
+    stored_pixels.paste((250, 0, 0), (0, 0, 40, 60))  # left half red in the stored frame
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed turned by 90 degrees
+    stored_pixels.save(photo, quality=100, exif=exif)
+    path = tmp_path / "src" / "wider_attribute_trainval.json"
+    blob = json.loads(path.read_text())
+    blob["images"][1]["targets"][0]["bbox"] = [0, 0, 40, 60]
+    path.write_text(json.dumps(blob))
+    result = convert("wider", tmp_path / "src", tmp_path / "out")
+    raw = result["train"].cast_column("image", ImageFeature(decode=False))
+    crop = next(Image.open(io.BytesIO(r["bytes"])) for r in raw["image"] if r["path"] == "1_Handshaking_1_2.jpg#0")
+    assert crop.size == (60, 40)  # upright: the 40×60 stored box turned by 90 degrees
+    red = np.asarray(crop.convert("RGB"), dtype=int)[..., 0]
+    assert red.mean() > 200  # all of it from the red half

@@ -4,6 +4,8 @@ Used by :func:`~par_prompt.data.convert` and :func:`~par_prompt.data.save`. The 
 
 - The output must not be, or contain, any of the inputs (the raw download, the image
   folder, the CSV or pickle file, ...), after resolving symbolic links: it is refused.
+  An output inside an input folder (``--src data/PA100k --out data/PA100k/hf``) is
+  fine: it is a new folder, and the rules below keep it from being anything else.
 - An existing output that is empty is used as is. A non-empty one is replaced only with
   ``overwrite=True``, and only when it is a data set this package wrote, recognised by
   what it writes: ``dataset_dict.json``; the split folders it lists, holding nothing but
