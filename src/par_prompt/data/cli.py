@@ -14,6 +14,7 @@ import inspect
 import logging
 import pickle
 import re
+import textwrap
 
 from .converters import KNOWN_DATASETS
 
@@ -38,7 +39,7 @@ def layouts() -> str:
         seen.add(module.__name__)
         names = [n for n in KNOWN_DATASETS if reader_module(n) is module]
         text = inspect.cleandoc(module.__doc__ or "")
-        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "").replace("::\n", ":\n")
         parts.append(f"=== {' / '.join(names)} ===\n{text}")
     return "file layouts:\n\n" + "\n\n".join(parts)
 
@@ -61,10 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "convert",
         help="convert a PAR data set (a benchmark, your CSV, a Rethinking_of_PAR pickle) into a "
         "Hugging Face DatasetDict",
-        description=(
+        description=textwrap.fill(
             "Convert a pedestrian attribute data set, from its files as downloaded, into a "
             "datasets.DatasetDict saved to --out. Known datasets (any case): " + ", ".join(KNOWN_DATASETS) + ". "
-            "--help lists the files each one expects."
+            "--help lists the files each one expects.",
+            width=88,
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,

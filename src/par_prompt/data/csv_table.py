@@ -114,7 +114,9 @@ def read_csv_table(src: Path, partition: int = 0, images: Path | None = None, se
             if not name:
                 raise ParDataError(f"{src}, line {line}, column {IMAGE_COLUMN!r}: the image name is empty")
             if name in first_line:
-                raise ParDataError(f"{src}, line {line}: image {name!r} is listed again (first on line {first_line[name]})")
+                raise ParDataError(
+                    f"{src}, line {line}: image {name!r} is listed again (first on line {first_line[name]})"
+                )
             first_line[name] = line
             values = []
             for column, attribute in attributes:

@@ -42,7 +42,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import Annotation, ParDataError, Record, check_split_name, make_features, metadata_dict, attach_metadata
+from .common import (
+    Annotation,
+    ParDataError,
+    Record,
+    attach_metadata,
+    check_split_name,
+    make_features,
+    metadata_dict,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -144,8 +152,8 @@ def drop_missing(annotation: Annotation, skip_missing: bool, skip_corrupt: bool 
             elif problem == "does not exist":
                 raise ParDataError(
                     f"image {record.name!r} ({split} split) is listed in the annotations but "
-                    f"{record.path} does not exist. Pass skip_missing=True (--skip-missing) to skip "
-                    "missing images."
+                    f"{record.path} does not exist. If the images are in another folder, name it with "
+                    "--images; pass skip_missing=True (--skip-missing) to skip missing images."
                 )
             else:
                 raise ParDataError(
