@@ -48,6 +48,8 @@ def _selected_columns(peta: MatStruct, num_raw: int, path: Path) -> np.ndarray:
         logger.info("%s has no selected_attribute; using the first %d attributes", path, NUM_ATTRIBUTES)
         return np.arange(min(NUM_ATTRIBUTES, num_raw))
     raw = np.asarray(peta.field("selected_attribute")).ravel()
+    if not np.issubdtype(raw.dtype, np.number):
+        raise ParDataError(f"{path}: peta.selected_attribute should hold numbers, got dtype {raw.dtype}")
     if raw.size and raw.min() > ID_COLUMNS:  # MATLAB columns of `data`
         return index_vector(raw - ID_COLUMNS, "peta.selected_attribute", path, num_raw)
     return index_vector(raw, "peta.selected_attribute", path, num_raw)

@@ -67,6 +67,14 @@ def _strings(value: Any, name: str, path: Path) -> list[str]:
     return [str(item) for item in items]
 
 
+def _array(value: Any, where: str, path: Path) -> np.ndarray:
+    """``value`` as a numpy array; a ragged or non-sequence value is a :class:`ParDataError`."""
+    try:
+        return np.asarray(list(value) if isinstance(value, range) else value)
+    except (ValueError, TypeError) as error:
+        raise ParDataError(f"{path}: {where} is not an array ({error})") from error
+
+
 def _indices(value: Any, where: str, path: Path, size: int, entry: int) -> np.ndarray:
     """Row indices of one split: an array, or entry ``entry`` of a list of arrays."""
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, (np.ndarray, list, range)) for v in value):
@@ -77,7 +85,7 @@ def _indices(value: Any, where: str, path: Path, size: int, entry: int) -> np.nd
         value = value[entry]
     elif entry:
         raise ParDataError(f"{path}: partition {entry} requested but {where} holds a single partition")
-    array = np.asarray(value)
+    array = _array(value, where, path)
     if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
         raise ParDataError(
             f"{path}: {where} should be a 1-D array of row indices, got {array.dtype} {array.shape}"
@@ -143,7 +151,7 @@ def read_description(
 
     names = _strings(_field(blob, "image_name", path), "image_name", path)
     raw_names = _strings(_field(blob, "attr_name", path), "attr_name", path)
-    raw = np.asarray(_field(blob, "label", path))
+    raw = _array(_field(blob, "label", path), "label", path)
     if raw.ndim != 2 or raw.shape[1] != len(raw_names):
         raise ParDataError(
             f"{path}: the label matrix has shape {raw.shape} but attr_name has {len(raw_names)} names"
@@ -152,8 +160,8 @@ def read_description(
         raise ParDataError(f"{path}: the label matrix has {raw.shape[0]} rows but image_name lists {len(names)}")
     label_idx = blob.get("label_idx")
     if isinstance(label_idx, Mapping) and "eval" in label_idx:
-        columns = np.asarray(list(label_idx["eval"]))
-        if columns.size and not np.issubdtype(columns.dtype, np.integer):
+        columns = _array(label_idx["eval"], "label_idx.eval", path)
+        if columns.ndim != 1 or (columns.size and not np.issubdtype(columns.dtype, np.integer)):
             raise ParDataError(f"{path}: label_idx.eval should hold column indices, got {columns.dtype}")
         columns = columns.astype(np.int64)
         if columns.size and (columns.min() < 0 or columns.max() >= len(raw_names)):
