@@ -49,11 +49,12 @@ def easydict(monkeypatch):
 def write_zero_shot(root: Path, edit=None) -> builders.Expected:
     """A peta_zs split file (``edit(blob)`` may change it) with its images."""
     blob, expected = builders.zero_shot_blob("peta_zs")
+    names = list(blob.image_name)
     if edit is not None:
         edit(blob)
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset_zs_run0.pkl").write_bytes(pickle.dumps(blob, protocol=4))
-    for name in blob.image_name:
+    for name in names:
         builders.write_image(root / "images" / name)
     return expected
 
@@ -401,3 +402,27 @@ def test_wider_crops_are_cut_from_the_stored_pixels_and_turned_upright(tmp_path)
     assert crop.size == (60, 40)  # upright: the 40×60 stored box turned by 90 degrees
     red = np.asarray(crop.convert("RGB"), dtype=int)[..., 0]
     assert red.mean() > 200  # all of it from the red half
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("label", [[1, 0], [1]]), ("label_idx", {"eval": None}), ("label_idx", {"eval": 7}),
+     ("label_idx", {"eval": [[1, 2], [3]]}), ("image_name", "00001.png"), ("attr_name", None)],
+)
+def test_malformed_pickle_fields_are_one_error_naming_them(tmp_path, easydict, field, value):
+    write_zero_shot(tmp_path / "src", lambda blob: setattr(blob, field, value))
+    with pytest.raises(ParDataError, match=field.split("_idx")[0]):
+        convert("peta_zs", tmp_path / "src", tmp_path / "out")
+
+
+def test_peta_selected_attribute_of_strings(tmp_path):
+    import scipy.io
+
+    builders.make_peta(tmp_path / "src")
+    path = tmp_path / "src" / "PETA.mat"
+    peta = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True)["peta"][0, 0]
+    content = {name: peta[name] for name in peta.dtype.names}
+    content["selected_attribute"] = np.array(["five"])
+    scipy.io.savemat(str(path), {"peta": content})
+    with pytest.raises(ParDataError, match="selected_attribute should hold numbers"):
+        convert("peta", tmp_path / "src", tmp_path / "out")
