@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "par_prompt.data.cli",  # convert
     "par_prompt.evaluation.cli",  # evaluate
     "par_prompt.inference.cli",  # predict, visualize
+    "par_prompt.official.cli",  # import-official
 )
 
 #: Exceptions that mean "the input is wrong", not "par-prompt has a bug": reported in one

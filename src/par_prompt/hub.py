@@ -135,7 +135,9 @@ def _is_model_file(relative: Path) -> bool:
         return False
     if relative.suffix == ".safetensors":
         return name in WEIGHT_FILES
-    return relative.suffix in (".json", ".txt") or name == CARD_FILE
+    from .modeling.serialization import MODEL_FILES  # save_pretrained leaves other files in the folder
+
+    return name in MODEL_FILES or name == CARD_FILE
 
 
 def model_files(folder: PathLike) -> list[str]:

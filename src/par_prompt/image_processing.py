@@ -6,7 +6,8 @@ CLIP processor's mean and std (METHOD.md §1). The operations are those of
 very same functions, so training and inference cannot drift apart.
 
 ``save_pretrained`` writes ``preprocessor_config.json`` with ``size``, ``image_mean``,
-``image_std``, ``pad_fill`` and ``resample``; ``from_pretrained`` reads it back.
+``image_std``, ``pad_fill``, ``resample`` and ``do_pad``; ``from_pretrained`` reads it back.
+``do_pad=False`` (models imported from the official code) resizes without padding.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class PromptPARImageProcessor(BaseImageProcessor):
         image_mean, image_std: per-channel normalisation (default: CLIP's).
         pad_fill: value of the padding pixels (0 = black, as in the paper).
         resample: PIL resampling filter for the resize (default bicubic).
+        do_pad: pad to a square first (default); False stretches the image to the square,
+            as the official PromptPAR code does.
 
     Call it on a PIL image, a numpy array (``H×W×C`` uint8 with C in 1, 3, 4, or ``H×W``
     grey; float arrays in 0..1 are accepted too), a torch tensor (``C×H×W``, uint8 or
@@ -107,6 +110,7 @@ class PromptPARImageProcessor(BaseImageProcessor):
         image_std: Sequence[float] = CLIP_STD,
         pad_fill: int = 0,
         resample: int = BICUBIC,
+        do_pad: bool = True,
         **kwargs: Any,
     ):
         kwargs.pop("image_processor_type", None)
@@ -125,6 +129,7 @@ class PromptPARImageProcessor(BaseImageProcessor):
         self.image_std = [float(v) for v in image_std]
         self.pad_fill = int(pad_fill)
         self.resample = int(resample)
+        self.do_pad = bool(do_pad)
 
     @classmethod
     def from_clip_processor(cls, clip_image_processor: Any, **kwargs: Any) -> PromptPARImageProcessor:
@@ -147,7 +152,7 @@ class PromptPARImageProcessor(BaseImageProcessor):
         from PIL import Image
 
         if isinstance(value, (Image.Image, str, Path, bytes, bytearray, dict)):
-            return decode_image(value, index, size_hint=self.size)
+            return decode_image(value, index, size_hint=self.size if self.do_pad else None)
         return array_to_pil(value, index)
 
     # ------------------------------------------------------------------- processing
@@ -176,7 +181,7 @@ class PromptPARImageProcessor(BaseImageProcessor):
                 image = self._to_pil(value, index)
             except ImageDecodeError as error:
                 raise ValueError(f"image {index}: {error}") from error
-            arrays.append(fit_to_square(image, self.size, self.pad_fill, self.resample))
+            arrays.append(fit_to_square(image, self.size, self.pad_fill, self.resample, self.do_pad))
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # view; normalize copies once
         values = normalize(pixels, self.image_mean, self.image_std)
         if return_tensors != "pt":

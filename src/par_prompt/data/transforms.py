@@ -16,7 +16,8 @@ batches) and :class:`par_prompt.image_processing.PromptPARImageProcessor`:
    (``Image.reduce``) to at most ``4 × size`` on the long side, so a 10000×10000 input
    never gets padded at full size; then :func:`to_rgb`; then :func:`pad_to_square`
    (black, centred, aspect ratio kept); then a bicubic resize to ``size × size``. The
-   result is a uint8 array ``(size, size, 3)``.
+   result is a uint8 array ``(size, size, 3)``. With ``pad=False`` (``do_pad`` of the
+   processor) the image is only converted to RGB and resized, as in the official code.
 3. Training only, on the uint8 batch: :func:`random_pad_crop_flip` pads 10 black pixels
    on every side, crops a random ``size × size`` window and flips horizontally with
    probability 0.5, drawing from torch's RNG (so ``torch.manual_seed`` and the
@@ -161,8 +162,18 @@ def shrink(image: Image.Image, limit: int) -> Image.Image:
     return image.reduce(factor)
 
 
-def fit_to_square(image: Image.Image, size: int, fill: int = 0, resample: int = BICUBIC) -> np.ndarray:
-    """RGB, padded to a centred square and resized: uint8 array ``(size, size, 3)``."""
+def fit_to_square(
+    image: Image.Image, size: int, fill: int = 0, resample: int = BICUBIC, pad: bool = True
+) -> np.ndarray:
+    """RGB, padded to a centred square and resized: uint8 array ``(size, size, 3)``.
+
+    ``pad=False`` resizes the whole image to the square instead (aspect ratio not kept,
+    no shrinking first), as the official PromptPAR code does."""
+    if not pad:
+        image = to_rgb(image)
+        if image.size != (size, size):
+            image = image.resize((size, size), resample)
+        return np.array(image, dtype=np.uint8)
     image = shrink(image, 2 * size)
     image = pad_to_square(to_rgb(image), fill)
     if image.size != (size, size):
@@ -366,6 +377,7 @@ class ImageTransform:
         flip_prob: float = 0.5,
         skip_corrupt: bool = False,
         resample: int = BICUBIC,
+        do_pad: bool = True,
         image_column: str = "image",
         label_column: str = "labels",
     ):
@@ -382,6 +394,7 @@ class ImageTransform:
         self.flip_prob = float(flip_prob)
         self.skip_corrupt = bool(skip_corrupt)
         self.resample = int(resample)
+        self.do_pad = bool(do_pad)
         self.image_column = image_column
         self.label_column = label_column
         self.skipped = 0
@@ -395,6 +408,7 @@ class ImageTransform:
             processor.image_std,
             pad_fill=processor.pad_fill,
             resample=processor.resample,
+            do_pad=getattr(processor, "do_pad", True),
             **kwargs,
         )
 
@@ -418,14 +432,14 @@ class ImageTransform:
         arrays, kept = [], []
         for i, value in enumerate(images):
             try:
-                image = decode_image(value, i, size_hint=self.size)
+                image = decode_image(value, i, size_hint=self.size if self.do_pad else None)
             except ImageDecodeError as error:
                 if not self.skip_corrupt:
                     raise
                 self.skipped += 1
                 logger.warning("skipping corrupt image (%d skipped so far): %s", self.skipped, error)
                 continue
-            arrays.append(fit_to_square(image, self.size, self.pad_fill, self.resample))
+            arrays.append(fit_to_square(image, self.size, self.pad_fill, self.resample, self.do_pad))
             kept.append(i)
         if not arrays:
             return torch.empty((0, 3, self.size, self.size), dtype=torch.uint8), kept
