@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from par_prompt.data import ParDataError, convert, load, make_synthetic, save
-from par_prompt.data.output import OWNER_FILE, clean_stale_partials
+from par_prompt.data.output import clean_stale_partials
 
 from . import builders
 
@@ -151,29 +151,23 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def _partial(out: Path, suffix: str, owner: dict | None) -> Path:
-    partial = out.parent / f".{out.name}.partial-{suffix}"
+def _partial(out: Path, pid: int, suffix: str = "abc123") -> Path:
+    """A temporary named as ``fileio.atomic_directory`` names them, for process ``pid``."""
+    from par_prompt.fileio import partial_prefix
+
+    name = partial_prefix(out.name).replace(f"-{os.getpid()}-", f"-{pid}-") + suffix
+    partial = out.parent / name
     (partial / "output").mkdir(parents=True)
     (partial / "output" / "half.arrow").write_bytes(b"half")
-    if owner is not None:
-        (partial / OWNER_FILE).write_text(json.dumps(owner))
     return partial
 
 
 def test_partials_of_killed_runs_are_removed_on_the_next_run(tmp_path, pa100k):
-    import socket
-
     out = tmp_path / "out"
-    host = socket.gethostname()
-    dead = _partial(out, "dead0001", {"pid": _dead_pid(), "host": host})
-    orphan = _partial(out, "orphan01", None)
-    old = 1_000_000_000  # 2001: long abandoned
-    os.utime(orphan, (old, old))
-    running = _partial(out, "alive001", {"pid": os.getpid(), "host": host})
-    fresh = _partial(out, "fresh001", None)  # no owner yet, just created: may be starting
+    dead = _partial(out, _dead_pid())
+    running = _partial(out, os.getpid())
     convert("pa100k", pa100k, out)
-    assert not dead.exists() and not orphan.exists()
-    assert running.exists() and fresh.exists()
+    assert not dead.exists() and running.exists()
     assert (out / "dataset_dict.json").is_file()
 
 
@@ -181,10 +175,13 @@ def test_a_run_killed_during_the_swap_gets_its_data_back(tmp_path, pa100k):
     out = tmp_path / "out"
     convert("pa100k", pa100k, out)
     before = tree(out)
-    partial = _partial(out, "swap0001", {"pid": _dead_pid(), "host": __import__("socket").gethostname()})
+    partial = _partial(out, _dead_pid())
     out.rename(partial / "previous")  # killed between the two renames of the swap
-    clean_stale_partials(out)
+    with pytest.raises(FileExistsError):  # the earlier conversion is back, and protected
+        convert("pa100k", pa100k, out)
     assert tree(out) == before and not partial.exists()
+    clean_stale_partials(out)  # nothing to do now
+    assert tree(out) == before
 
 
 # ------------------------------------------------------------------------------ ParData.save

@@ -19,23 +19,20 @@ Used by :func:`~par_prompt.data.convert` and :func:`~par_prompt.data.save`. The 
   (:func:`par_prompt.fileio.atomic_directory`) and swapped in only when complete; the
   old one is deleted only after the swap. Nothing is written where the output goes
   until then.
-- Hidden partial directories left by a run that was killed (no clean-up could run) are
-  removed by the next run for the same output: those whose owning process (recorded in
-  ``owner.json``) is gone, and those without an owner file older than an hour. A run
-  killed in the middle of the swap leaves the previous data set inside its partial
-  directory; it is put back first.
+- Hidden temporaries left by a run that was killed (no clean-up could run) are removed
+  by the next run for the same output (``fileio.remove_stale_partials``). A run
+  killed in the middle of the swap leaves the previous data set inside its temporary;
+  :func:`clean_stale_partials` puts it back first.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import re
-import shutil
-import socket
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,10 +41,6 @@ from .common import METADATA_KEY, ParDataError, check_split_name
 
 logger = logging.getLogger(__name__)
 
-#: Name of the file in a partial directory that records which process builds it.
-OWNER_FILE = "owner.json"
-#: A partial directory without an owner file is left alone for this long (seconds).
-ORPHAN_AGE = 3600
 _SPLIT_FILE = re.compile(r"(data-\d+-of-\d+|cache-[\w.-]+)\.arrow|dataset_info\.json|state\.json")
 
 
@@ -156,48 +149,33 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: 
 # ------------------------------------------------------------------------ partial output
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # exists (another user's) or cannot be checked: assume in use
-    return True
-
-
-def _in_use(partial: Path) -> bool:
-    """Whether a partial directory may still belong to a running conversion."""
-    try:
-        owner = json.loads((partial / OWNER_FILE).read_text(encoding="utf-8"))
-        pid, host = int(owner["pid"]), str(owner["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        try:
-            return time.time() - partial.stat().st_mtime < ORPHAN_AGE
-        except OSError:
-            return True
-    if host != socket.gethostname():
-        return True  # another machine's run (shared file system): cannot tell
-    return _process_alive(pid)
-
-
 def clean_stale_partials(out: str | Path) -> None:
-    """Remove the partial directories interrupted runs left next to ``out`` (see above)."""
+    """Put back a data set that a run killed in the middle of the swap left behind.
+
+    ``fileio.atomic_directory`` renames the old ``out`` to ``previous`` inside its hidden
+    temporary directory, then the new one to ``out``. A run killed between the two
+    renames leaves no ``out`` and the old data set in ``previous``: it is renamed back
+    before anything else happens; then the temporaries of killed runs are removed
+    (``fileio.remove_stale_partials``). A live run's swap takes microseconds; were it
+    caught in between, its second rename fails and it reports an error, with the old
+    data set in place.
+    """
+    from ..fileio import remove_stale_partials
+
     out = Path(out).absolute()
-    prefix = _partial_prefix(out)
-    try:
-        candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return
-    for partial in candidates:
-        if partial.is_symlink() or not partial.is_dir() or _in_use(partial):
-            continue
-        previous = partial / "previous"
-        if previous.is_dir() and not out.exists() and not out.is_symlink():
-            previous.rename(out)
-            logger.warning("restored %s from %s, left by an interrupted run", out, partial.name)
-        shutil.rmtree(partial, ignore_errors=True)
-        logger.warning("removed %s, left by an interrupted run", partial)
+    if not out.exists() and not out.is_symlink():
+        try:
+            partials = sorted(out.parent.glob(f"{glob.escape(_partial_prefix(out))}*"))
+        except OSError:
+            partials = []
+        for partial in partials:
+            previous = partial / "previous"
+            if not partial.is_symlink() and previous.is_dir() and not previous.is_symlink():
+                previous.rename(out)
+                logger.warning("restored %s from %s, left by an interrupted run", out, partial.name)
+                break
+    for removed in remove_stale_partials(out.parent, out.name):
+        logger.warning("removed %s, left by an interrupted run", removed)
 
 
 @contextmanager
@@ -210,6 +188,4 @@ def dataset_output(out: str | Path, inputs: Iterable[str | Path] = (), overwrite
 
     exists = check_output(out, inputs, overwrite)
     with atomic_directory(out, overwrite=exists) as target:
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        (target.parent / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
         yield target
