@@ -1,5 +1,6 @@
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,27 @@ def test_atomic_directory_removes_partials_of_killed_runs(tmp_path):
         target.mkdir()
         (target / "a.txt").write_text("a")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_directory_keeps_the_old_content_when_the_final_rename_fails(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old data")
+    real_rename = Path.rename
+
+    def failing_rename(self, target):
+        if self.name == "output":  # the new content moving into place
+            raise OSError("disk full")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_directory(out, overwrite=True) as target:
+            target.mkdir()
+            (target / "new.txt").write_text("new")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "old.txt").read_text() == "old data"
 
 
 def test_published_files_get_default_permissions_and_replace_atomically(tmp_path, umask_027):

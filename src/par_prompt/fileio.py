@@ -172,9 +172,15 @@ def atomic_directory(out: Union[str, Path], overwrite: bool = False) -> Iterator
         yield target
         if not target.is_dir():
             raise RuntimeError(f"nothing was written to {target}")
+        previous = tmp / "previous"
         if out.exists():
-            out.rename(tmp / "previous")
-        target.rename(out)
+            out.rename(previous)
+        try:
+            target.rename(out)
+        except BaseException:
+            if previous.exists() and not out.exists():
+                previous.rename(out)  # put the old content back before the temporary is removed
+            raise
         fsync_directory(out.parent)
         succeeded = True
     finally:
