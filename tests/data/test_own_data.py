@@ -303,8 +303,6 @@ def test_readme_own_data_section_runs_end_to_end(tmp_path, monkeypatch):
     """The snippet's steps run as written, in this process: the CSV is written, ``par-prompt
     convert`` converts it, and the training command trains, with a tiny local backbone
     appended in place of the Hub one, for one short epoch."""
-    import runpy
-
     from accelerate.state import AcceleratorState, GradientState
 
     from par_prompt.cli import main as par_prompt
@@ -327,18 +325,17 @@ def test_readme_own_data_section_runs_end_to_end(tmp_path, monkeypatch):
     assert data.attributes == rows[0][1:-1]
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 6, "validation": 2, "test": 2}
 
-    assert train_argv[:3] == ["accelerate", "launch", "examples/train_par.py"]
+    assert train_argv[:2] == ["par-prompt", "train"]
     words = {w for s in data.sentences for w in re.findall(r"[a-z]+", s.lower())}
     tiny = write_tiny_backbones(tmp_path / "backbones", image_size=32, patch_size=8, vision_layers=1, text_layers=1,
                                 fusion_width=32, extra_words=sorted(words))
-    argv = train_argv[3:] + ["--clip", str(tiny.clip), "--fusion", str(tiny.vit), "--prompts-per-group", "1",
+    argv = train_argv[1:] + ["--clip", str(tiny.clip), "--fusion", str(tiny.vit), "--prompts-per-group", "1",
                              "--text-prompts", "1", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2",
                              "--eval-batch-size", "4", "--num-workers", "0", "--report-to", "jsonl"]
-    train_par = runpy.run_path(str(ROOT / "examples" / "train_par.py"))
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     try:
-        assert train_par["main"](argv) == 0
+        assert par_prompt(argv) == 0
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
