@@ -578,10 +578,12 @@ def test_preprocessor_size_that_does_not_fit_the_clip(saved):
     directory, _ = saved
     path = directory / "preprocessor_config.json"
     processor = json.loads(path.read_text())
-    processor["size"] = 20000
-    path.write_text(json.dumps(processor))
-    with pytest.raises(ValueError, match="resizes images to 20000x20000 pixels, but the CLIP takes 32x32"):
-        PromptPARModel.from_pretrained(directory)
+    for size, message in ((64, "resizes images to 64x64 pixels, but the CLIP takes 32x32"),
+                          (20000, "size must lie in 1..2048 pixels, got 20000")):  # refused before any allocation
+        processor["size"] = size
+        path.write_text(json.dumps(processor))
+        with pytest.raises(ValueError, match=message):
+            PromptPARModel.from_pretrained(directory)
 
 
 def test_bundled_weights_are_checked_before_allocation(tmp_path, monkeypatch):
