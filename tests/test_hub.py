@@ -294,3 +294,83 @@ def test_template_is_packaged_and_documented():
     assert any(fnmatch.fnmatch("model_cards/promptpar.md", p) for p in patterns)
     readme = (REPO_ROOT / "model_cards" / "README.md").read_text()
     assert "src/par_prompt/model_cards/promptpar.md" in readme
+
+
+class FakeAccessApi:
+    """whoami / create_repo of a Hub account, recorded (no network)."""
+
+    def __init__(self, whoami=None, create_error=None):
+        self.calls = []
+        self._whoami = whoami
+        self._create_error = create_error
+
+    def whoami(self, token=None):
+        self.calls.append("whoami")
+        if isinstance(self._whoami, Exception):
+            raise self._whoami
+        return self._whoami
+
+    def create_repo(self, repo_id, **kwargs):
+        _check_signature("create_repo", repo_id, **kwargs)
+        self.calls.append(("create_repo", repo_id, kwargs["exist_ok"], kwargs["private"]))
+        if self._create_error is not None:
+            raise self._create_error
+
+        class Url(str):
+            pass
+
+        url = Url(f"https://huggingface.co/{repo_id}")
+        url.repo_id = repo_id if "/" in repo_id else f"alice/{repo_id}"
+        return url
+
+
+def _account(role="write", orgs=()):
+    return {"name": "alice", "orgs": [{"name": name, "roleInOrg": r} for name, r in orgs],
+            "auth": {"accessToken": {"displayName": "laptop", "role": role}}}
+
+
+def _http_error(status):
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = SimpleNamespace(status_code=status, headers={}, request=None)
+    return HfHubHTTPError(f"{status} Client Error", response=response)
+
+
+@pytest.mark.parametrize("repo_id, account, expected", [
+    ("alice/promptpar", _account(), "alice/promptpar"),
+    ("promptpar", _account(), "alice/promptpar"),
+    ("acme/promptpar", _account(orgs=[("acme", "write")]), "acme/promptpar"),
+])
+def test_push_access_creates_the_repository_up_front(repo_id, account, expected):
+    from par_prompt.hub import check_push_access
+
+    api = FakeAccessApi(account)
+    assert check_push_access(repo_id, private=True, api=api) == expected
+    assert api.calls == ["whoami", ("create_repo", repo_id, True, True)]
+
+
+@pytest.mark.parametrize("whoami, create_error, message", [
+    (None, None, "you are not logged in"),
+    ("401", None, "rejects your token"),
+    (ConnectionError("Name or service not known"), None, "cannot reach the Hugging Face Hub"),
+    (_account(role="read"), None, r"token \(laptop\) is read-only"),
+    (_account(orgs=[("other", "admin")]), None, "neither 'acme' nor a member"),
+    (_account(orgs=[("acme", "read")]), None, "your role in acme is read-only"),
+    (_account(orgs=[("acme", "write")]), "403", "cannot be created or written"),
+])
+def test_push_access_problems_are_clear_and_early(whoami, create_error, message):
+    from huggingface_hub.errors import LocalTokenNotFoundError
+
+    from par_prompt.hub import HubAccessError, check_push_access
+
+    if whoami is None:
+        whoami = LocalTokenNotFoundError("no token")
+    elif whoami == "401":
+        whoami = _http_error(401)
+    api = FakeAccessApi(whoami, _http_error(403) if create_error else None)
+    with pytest.raises(HubAccessError, match=message) as caught:
+        check_push_access("acme/promptpar", api=api)
+    assert "\n" not in str(caught.value)
+    assert ("create_repo" in str(api.calls)) == (create_error is not None)

@@ -1,4 +1,4 @@
-"""Tests for par_prompt.metrics against hand-computed values (METHOD.md §9)."""
+"""Tests for par_prompt.metrics against hand-computed values (docs/method.md §9)."""
 
 import json
 import os
@@ -36,19 +36,29 @@ LABELS = np.array(
 #   attribute 0: labels 1,1,0 preds 1,0,1 -> PR 1/2, NR 0/1
 #   attribute 1: labels 0,1,0 preds 0,1,0 -> PR 1,   NR 1
 #   attribute 2: labels 1,0,1 preds 1,0,1 -> PR 1,   NR 1
-#   attribute 3: labels 0,-,0 preds 0,-,0 -> PR 0 (no positives), NR 1
-#   mA = mean(0.25, 1, 1, 0.5) = 0.6875
+#   attribute 3: labels 0,-,0 preds 0,-,0 -> PR n/a (no positives), NR 1, unscored
+#   mA = mean(0.25, 1, 1) = 0.75 (over the three scored attributes)
+#   precision TP/(TP+FP): attribute 0: 1/2, 1: 1, 2: 1 -> F1 with PR: 1/2, 1, 1
+#   AP (by probability): attribute 0: 0.9+ 0.6- 0.3+ -> (1/2)·1 + (1/2)·(2/3) = 5/6
+#                        attribute 1: 0.8+ 0.4- 0.2- -> 1;  attribute 2: 0.9+ 0.6+ 0.4- -> 1
 #   sample 0: G={0,2} P={0,2}: Acc 1,   Prec 1,   Rec 1,   F1 1
 #   sample 1: G={0,1} P={1}:   Acc 1/2, Prec 1,   Rec 1/2, F1 2/3
 #   sample 2: G={2}   P={0,2}: Acc 1/2, Prec 1/2, Rec 1,   F1 2/3
 HAND = dict(
-    mA=0.6875,
+    mA=0.75,
     accuracy=2 / 3,
     precision=5 / 6,
     recall=5 / 6,
     f1=7 / 9,
-    positive_recall=[0.5, 1.0, 1.0, 0.0],
+    positive_recall=[0.5, 1.0, 1.0, None],
     negative_recall=[0.0, 1.0, 1.0, 1.0],
+    attribute_precision=[0.5, 1.0, 1.0, None],
+    attribute_f1=[0.5, 1.0, 1.0, None],
+    average_precision=[5 / 6, 1.0, 1.0, None],
+    mAP=(5 / 6 + 2) / 3,
+    mean_attribute_precision=2.5 / 3,
+    mean_attribute_f1=2.5 / 3,
+    num_attributes_scored=3,
 )
 
 
@@ -63,7 +73,11 @@ def assert_same_result(got: dict, expected: dict):
 
 def assert_matches(metrics, expected):
     for key, value in expected.items():
-        assert getattr(metrics, key) == pytest.approx(value), key
+        got = getattr(metrics, key)
+        if isinstance(value, list):  # None ("n/a") entries must match exactly
+            assert [g is None for g in got] == [v is None for v in value], key
+            got, value = [g for g in got if g is not None], [v for v in value if v is not None]
+        assert got == pytest.approx(value), key
 
 
 def test_hand_computed_case():
@@ -97,7 +111,7 @@ def test_zero_denominators_count_as_zero():
     # sample 0: G={} P={}  -> Acc, Prec, Rec, F1 all 0 (0/0)
     # sample 1: G={0} P={0} -> all 1
     # sample 2: G={} P={0} -> Acc 0/1, Prec 0/1, Rec 0/0 -> 0, F1 0
-    # attribute 0: labels 0,1,0 preds 0,1,1 -> PR 1, NR 1/2 ; attribute 1: no positives -> PR 0, NR 1
+    # attribute 0: labels 0,1,0 preds 0,1,1 -> PR 1, NR 1/2 ; attribute 1: no positives -> PR n/a, NR 1
     m = compute_par_metrics(probs, labels)
     assert_matches(
         m,
@@ -106,19 +120,44 @@ def test_zero_denominators_count_as_zero():
             precision=1 / 3,
             recall=1 / 3,
             f1=1 / 3,
-            positive_recall=[1.0, 0.0],
+            positive_recall=[1.0, None],
             negative_recall=[0.5, 1.0],
-            mA=(0.75 + 0.5) / 2,
+            mA=0.75,  # attribute 1 is left out, not counted as (0 + 1) / 2
         ),
     )
-    assert m.num_attributes_without_positives == 1
-    assert not any(np.isnan(v) for v in m.as_dict()["positive_recall"])
+    assert m.num_attributes_without_positives == 1 and m.num_attributes_scored == 1
+    assert not any(v is not None and np.isnan(v) for v in m.as_dict()["positive_recall"])
 
 
-def test_attribute_without_negatives_is_reported():
+def test_attribute_without_negatives_is_na_not_zero():
+    m = compute_par_metrics(np.array([[0.9, 0.9], [0.2, 0.1]]), np.array([[1, 1], [1, 0]]))
+    assert m.positive_recall == [0.5, 1.0] and m.negative_recall == [None, 1.0]
+    assert m.attribute_mA == [None, 1.0] and m.mA == 1.0
+    assert m.average_precision == [None, 1.0] and m.attribute_precision[0] is None and m.attribute_f1[0] is None
+    assert m.num_attributes_without_negatives == 1 and m.num_attributes_scored == 1
+
+
+def test_no_scored_attribute_gives_na_means_and_instance_scores_still():
     m = compute_par_metrics(np.array([[0.9], [0.2]]), np.array([[1], [1]]))
-    assert m.positive_recall == [0.5] and m.negative_recall == [0.0]
-    assert m.num_attributes_without_negatives == 1
+    assert m.mA is None and m.mAP is None and m.mean_attribute_precision is None and m.mean_attribute_f1 is None
+    assert m.recall == pytest.approx(0.5)
+    assert m.paper_row().startswith("mA n/a | Acc 50.00")
+    assert json.loads(json.dumps(m.as_dict()))["mA"] is None
+
+
+def test_average_precision_by_hand_with_ties():
+    from par_prompt.metrics import average_precision
+
+    # ranked 0.9+, 0.8-, 0.7+, 0.6-: precision 1 at recall 1/2, 2/3 at recall 1
+    assert average_precision(np.array([0.6, 0.9, 0.7, 0.8]), np.array([0, 1, 1, 0], bool)) == pytest.approx(5 / 6)
+    # a tie between a positive and a negative counts once, at precision 1/2
+    assert average_precision(np.array([0.9, 0.9, 0.1]), np.array([1, 0, 1], bool)) == pytest.approx(
+        0.5 * 0.5 + 0.5 * 2 / 3)
+    # AP does not depend on the threshold; uncertain entries are left out of it
+    probs = np.array([[0.9], [0.8], [0.7], [0.6]])
+    labels = np.array([[1], [2], [0], [1]])  # without the uncertain row: 0.9+, 0.7-, 0.6+
+    for t in (0.1, 0.5, 0.95):
+        assert compute_par_metrics(probs, labels, threshold=t).mAP == pytest.approx(0.5 + 0.5 * 2 / 3)
 
 
 def test_f1_is_mean_of_per_sample_f1():
@@ -142,14 +181,14 @@ def test_threshold_is_strict():
 def test_per_attribute_thresholds():
     # thresholds (0.7, 0.5, 0.5, 0.1):
     #   attribute 0: preds 1,0,0 vs labels 1,1,0 -> PR 1/2, NR 1
-    #   attribute 3: preds 0 (0.1 is not > 0.1), -, 1 vs labels 0,-,0 -> PR 0, NR 1/2
+    #   attribute 3: preds 0 (0.1 is not > 0.1), -, 1 vs labels 0,-,0 -> PR n/a, NR 1/2 (unscored)
     #   sample 0: P={0,2} G={0,2}; sample 1: P={1} G={0,1}; sample 2: P={2,3} G={2}
     m = compute_par_metrics(PROBS, LABELS, threshold=[0.7, 0.5, 0.5, 0.1])
     assert_matches(
         m,
         dict(
-            mA=(0.75 + 1 + 1 + 0.25) / 4,
-            positive_recall=[0.5, 1.0, 1.0, 0.0],
+            mA=(0.75 + 1 + 1) / 3,
+            positive_recall=[0.5, 1.0, 1.0, None],
             negative_recall=[1.0, 1.0, 1.0, 0.5],
             accuracy=2 / 3,
             precision=5 / 6,
@@ -206,7 +245,8 @@ def test_as_dict_is_json_serialisable():
         torch.tensor(PROBS), torch.tensor(LABELS), threshold=np.array([0.5] * 4), attribute_names=list("abcd")
     )
     data = json.loads(json.dumps(m.as_dict()))
-    assert data["mA"] == pytest.approx(0.6875)
+    assert data["mA"] == pytest.approx(0.75)
+    assert data["positive_recall"][3] is None and data["average_precision"][3] is None
     assert data["threshold"] == [0.5] * 4
     assert data["attribute_names"] == ["a", "b", "c", "d"]
     assert ParMetrics(**data) == m
@@ -231,10 +271,11 @@ def test_paper_row_and_table():
     table = compute_par_metrics(PROBS, LABELS, attribute_names=["Female", "Hat", "Glasses", "Boots"])
     text = table.per_attribute_table()
     rows = {line.split()[0]: line.split() for line in text.splitlines()}
-    # name, threshold, #pos, #neg, pos recall, neg recall, mA
-    assert rows["Boots"] == ["Boots", "0.50", "0", "2", "0.00", "100.00", "50.00"]
-    assert rows["Female"] == ["Female", "0.50", "2", "1", "50.00", "0.00", "25.00"]
-    assert rows["mean"][-1] == "68.75"
+    # name, threshold, #pos, #neg, pos recall, neg recall, mA, precision, F1, AP
+    assert rows["Boots"] == ["Boots", "0.50", "0", "2", "n/a", "100.00", "n/a", "n/a", "n/a", "n/a"]
+    assert rows["Female"] == ["Female", "0.50", "2", "1", "50.00", "0.00", "25.00", "50.00", "50.00", "83.33"]
+    assert rows["mean"][1:] == ["75.00", "83.33", "83.33", "94.44"]  # mA, prec, F1, mAP over 3 attributes
+    assert "over the 3 of 4 attributes" in table.label_row() and table.label_row().startswith("mAP 94.44")
 
 
 def test_accumulator_matches_hand_case():
@@ -290,7 +331,7 @@ def test_calibrated_thresholds_never_lower_attribute_ma():
     thresholds = calibrate_thresholds(probs, labels)
     tuned = compute_par_metrics(probs, labels, threshold=thresholds).attribute_mA
     default = compute_par_metrics(probs, labels, threshold=0.5).attribute_mA
-    assert all(t >= d - 1e-12 for t, d in zip(tuned, default))
+    assert None not in tuned and all(t >= d - 1e-12 for t, d in zip(tuned, default))
 
 
 def test_evaluate_metric_path_layout():

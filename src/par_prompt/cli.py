@@ -26,6 +26,8 @@ SUBCOMMAND_MODULES = (
     "par_prompt.data.cli",  # convert
     "par_prompt.evaluation.cli",  # evaluate
     "par_prompt.inference.cli",  # predict, visualize
+    "par_prompt.official.cli",  # import-official
+    "par_prompt.training.cli",  # train
     "par_prompt.onnx.cli",  # export onnx
 )
 

@@ -331,9 +331,9 @@ class _Bar:
     def __init__(self, total: int, description: str, enabled: bool) -> None:
         self._bar = None
         if enabled:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar
 
-            self._bar = tqdm(total=total, desc=description, leave=False)
+            self._bar = progress_bar(total=total, desc=description, unit="step", leave=False)
 
     def __call__(self, step: int, total: int, loss: float) -> None:
         if self._bar is not None:

@@ -37,8 +37,10 @@ from .fileio import write_text_atomic
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "HubAccessError",
     "NotAPromptPARFolderError",
     "check_model_folder",
+    "check_push_access",
     "check_upload_arguments",
     "model_files",
     "push_model_to_hub",
@@ -83,6 +85,11 @@ IGNORED_SAVE_ARGUMENTS = ("safe_serialization", "max_shard_size", "variant")
 
 class NotAPromptPARFolderError(ValueError):
     """A folder that is not a saved PromptPAR model; the message says what is missing."""
+
+
+class HubAccessError(PermissionError):
+    """The Hub cannot be written as asked (no login, read-only token, no access to the
+    namespace, repository not creatable); the message says which and how to fix it."""
 
 
 # ----------------------------------------------------------------------- folders
@@ -135,7 +142,9 @@ def _is_model_file(relative: Path) -> bool:
         return False
     if relative.suffix == ".safetensors":
         return name in WEIGHT_FILES
-    return relative.suffix in (".json", ".txt") or name == CARD_FILE
+    from .modeling.serialization import MODEL_FILES  # save_pretrained leaves other files in the folder
+
+    return name in MODEL_FILES or name == CARD_FILE
 
 
 def model_files(folder: PathLike) -> list[str]:
@@ -226,6 +235,63 @@ def push_to_hub(
     )
     url = getattr(info, "pr_url", None) if create_pr else None
     return str(url or getattr(info, "commit_url", None) or info)
+
+
+def check_push_access(repo_id: str, *, private: Optional[bool] = None, token: Union[None, bool, str] = None,
+                      api: Any = None) -> str:
+    """Check, before a long job, that ``repo_id`` can be pushed to; return its full id.
+
+    Checks the login (``whoami``), that the token may write, that the namespace is the
+    user's own or an organisation where the user may write, and creates the repository
+    (``exist_ok``, as ``push_to_hub`` will), which proves it can be created or exists.
+    Raises :class:`HubAccessError` with the fix. ``api`` replaces ``HfApi`` (tests).
+    """
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    api = api if api is not None else _make_api(token)
+    try:
+        who = api.whoami(token=token)
+    except LocalTokenNotFoundError:
+        raise HubAccessError(f"--push-to-hub {repo_id}: you are not logged in to the Hugging Face Hub; run "
+                             "`hf auth login` or set HF_TOKEN to a write token, then start again.") from None
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status == 401:
+            raise HubAccessError(f"--push-to-hub {repo_id}: the Hub rejects your token (invalid or expired); run "
+                                 "`hf auth login` with a valid write token.") from None
+        raise HubAccessError(f"--push-to-hub {repo_id}: cannot check your Hub login ({_first_line(error)}).") from None
+    except Exception as error:  # network down, offline mode, proxy: nothing can be pushed later either
+        raise HubAccessError(f"--push-to-hub {repo_id}: cannot reach the Hugging Face Hub to check the login "
+                             f"({type(error).__name__}: {_first_line(error)}); fix the connection or drop "
+                             "--push-to-hub and upload later with par_prompt.hub.push_to_hub.") from None
+    if not isinstance(who, Mapping):
+        raise HubAccessError(f"--push-to-hub {repo_id}: unexpected answer from the Hub's whoami ({who!r}).")
+    user = who.get("name")
+    access = (who.get("auth") or {}).get("accessToken") or {}
+    if access.get("role") == "read":
+        raise HubAccessError(f"--push-to-hub {repo_id}: your token ({access.get('displayName') or 'current'}) is "
+                             "read-only; create a write token and log in with it (`hf auth login`).")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else user
+    if namespace != user:
+        roles = {org.get("name"): org.get("roleInOrg") for org in who.get("orgs") or [] if isinstance(org, Mapping)}
+        if namespace not in roles:
+            raise HubAccessError(f"--push-to-hub {repo_id}: you ({user}) are neither {namespace!r} nor a member of "
+                                 f"an organisation of that name; push to {user}/{repo_id.split('/')[-1]} or ask "
+                                 f"for access.")
+        if roles[namespace] == "read":
+            raise HubAccessError(f"--push-to-hub {repo_id}: your role in {namespace} is read-only; ask an admin "
+                                 f"for write access or push to your own namespace.")
+    try:
+        url = api.create_repo(repo_id, token=token, private=private, repo_type="model", exist_ok=True)
+    except HfHubHTTPError as error:
+        raise HubAccessError(f"--push-to-hub {repo_id}: the repository cannot be created or written "
+                             f"({_first_line(error)}).") from None
+    return getattr(url, "repo_id", None) or repo_id
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 UPLOAD_ARGUMENTS = ("token", "private", "revision", "commit_message", "commit_description", "create_pr", "api")
@@ -350,7 +416,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _checked_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+def _checked_metrics(metrics: Mapping[str, Any]) -> dict[str, Optional[float]]:
+    """The card's metrics as fractions; None for a metric the split could not score (mA
+    when no attribute has both positives and negatives)."""
     values = {}
     for _, key, _ in CARD_METRICS:
         if key not in metrics:
@@ -358,6 +426,9 @@ def _checked_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
                 f"metrics lacks {key!r}; pass ParMetrics.as_dict() of the test evaluation (keys "
                 f"{[k for _, k, _ in CARD_METRICS]}), plus 'threshold'."
             )
+        if metrics[key] is None:
+            values[key] = None
+            continue
         value = float(metrics[key])
         if math.isnan(value) or not 0.0 <= value <= 1.0:
             raise ValueError(
@@ -396,6 +467,7 @@ def _card_data(config: dict, metrics: Optional[Mapping[str, Any]], dataset_id: O
                 metric_value=round(100 * values[key], 2), metric_args={"threshold": _threshold_text(metrics)},
             )
             for metric_type, key, display in CARD_METRICS
+            if values[key] is not None
         ]
     base = config.get("clip_name_or_path")
     return ModelCardData(
@@ -418,7 +490,7 @@ def _results_section(metrics: Optional[Mapping[str, Any]], dataset_id: Optional[
     split = metrics.get("split", "test")
     images = metrics.get("num_samples")
     row = [dataset_id, split, images if images is not None else "?"]
-    row += [f"{100 * values[key]:.2f}" for _, key, _ in CARD_METRICS] + [_threshold_text(metrics)]
+    row += ["n/a" if values[key] is None else f"{100 * values[key]:.2f}" for _, key, _ in CARD_METRICS] + [_threshold_text(metrics)]
     table = _table(["data set", "split", "images", "mA", "Acc", "Prec", "Rec", "F1", "threshold"], [row])
     return (table + "\n\nIn percent. mA is the mean over attributes of (positive recall + negative recall) / 2; "
             "Acc, Prec, Rec and F1 are computed per image and averaged. Uncertain labels are left out.")

@@ -1,4 +1,4 @@
-"""Pedestrian-attribute-recognition metrics (METHOD.md §9), in one place.
+"""Pedestrian-attribute-recognition metrics (docs/method.md §9), in one place.
 
 Inputs are probabilities ``probs`` (M, N) in [0, 1] and labels (M, N) in {0, 1, 2},
 2 meaning "uncertain" (RAP). A prediction is positive when ``prob > t`` (strictly
@@ -9,7 +9,24 @@ Label-based (per attribute i, over the certain entries of column i)::
 
     positive recall  PR_i = TP_i / (TP_i + FN_i)
     negative recall  NR_i = TN_i / (TN_i + FP_i)
-    mA = mean_i (PR_i + NR_i) / 2
+    mA_i   = (PR_i + NR_i) / 2                    mA  = mean of mA_i
+    Prec_i = TP_i / (TP_i + FP_i)
+    F1_i   = 2 Prec_i PR_i / (Prec_i + PR_i)
+    AP_i   = sum_k (R_k - R_{k-1}) P_k             mAP = mean of AP_i
+
+AP_i, the average precision, does not depend on the threshold: P_k and R_k are the
+precision and recall of predicting "positive" for every probability >= the k-th
+largest distinct probability of column i (tied probabilities enter together).
+
+**Attributes without positives or negatives.** An attribute is *scored* when the split
+has at least one certain positive and one certain negative for it. For an unscored
+attribute, mA_i, Prec_i, F1_i and AP_i are "n/a" (``None``), and so is PR_i without
+positives and NR_i without negatives: with one class only these numbers are either
+undefined or fixed by the labels, whatever the model predicts. mA, mAP and the means of
+Prec_i and F1_i are taken over the scored attributes only (``None`` when there is none);
+:attr:`ParMetrics.num_attributes_scored` says how many. The official PromptPAR code
+instead counts an empty class's recall as 0 (lowering mA); on the standard test splits
+every attribute has both classes, so the two agree there.
 
 Instance-based (per sample j, with G_j = {i : label_ji = 1} and
 P_j = {i : prob_ji > t_i and label_ji != 2}), each then averaged over the M samples::
@@ -19,14 +36,12 @@ P_j = {i : prob_ji > t_i and label_ji != 2}), each then averaged over the M samp
     Rec_j  = |P_j ∩ G_j| / |G_j|
     F1_j   = 2 Prec_j Rec_j / (Prec_j + Rec_j)
 
-Zero denominators count as 0: a sample with no predicted positive has Prec_j = 0, one
-with no true positive label Rec_j = 0, one with neither Acc_j = 0 and F1_j = 0; an
-attribute with no positive (negative) certain entry has PR_i = 0 (NR_i = 0). The
-result reports how many attributes lacked positives / negatives, so a 0 from an empty
-class is visible. Every sample counts in the instance averages, also one whose labels
-are all uncertain (it scores 0).
+Other zero denominators count as 0: a sample with no predicted positive has Prec_j = 0,
+one with no true positive label Rec_j = 0, one with neither Acc_j = 0 and F1_j = 0; a
+scored attribute that is never predicted positive has Prec_i = 0. Every sample counts in
+the instance averages, also one whose labels are all uncertain (it scores 0).
 
-F1 is the mean of the per-sample F1 (METHOD.md: "per sample then averaged"). The
+F1 is the mean of the per-sample F1 (docs/method.md: "per sample then averaged"). The
 PromptPAR paper's numbers agree with this convention (e.g. PA100K: Prec 89.27,
 Rec 91.70, F1 90.15, whereas 2·P·R/(P+R) of the means would be 90.47). Rethinking_of_PAR
 instead reports F1 computed from the averaged precision and recall; that value is
@@ -44,7 +59,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -52,9 +67,11 @@ __all__ = [
     "EVALUATE_METRIC_PATH",
     "ParMetricAccumulator",
     "ParMetrics",
+    "average_precision",
     "calibrate_thresholds",
     "compute_par_metrics",
     "load_evaluate_metric",
+    "percent",
 ]
 
 #: Folder of the ``evaluate`` metric script; ``evaluate.load(EVALUATE_METRIC_PATH)`` loads it.
@@ -179,34 +196,45 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+Score = Optional[float]  # None: "n/a" (see the module docstring)
+
+
 @dataclass
 class ParMetrics:
-    """PAR metrics of one evaluation; every score is a fraction in [0, 1].
+    """PAR metrics of one evaluation; every score is a fraction in [0, 1], or ``None``
+    ("n/a") where the split lacks the class it needs (see the module docstring).
 
     Attributes:
-        mA: mean over attributes of (positive recall + negative recall) / 2.
+        mA: mean over the scored attributes of (positive recall + negative recall) / 2.
         accuracy, precision, recall, f1: instance-based scores, per sample then averaged.
         threshold: the threshold as given (a float, or a list of N floats).
         positive_recall, negative_recall: per attribute, TP/(TP+FN) and TN/(TN+FP)
-            (0 where the attribute has no certain positive / negative entry).
+            (``None`` where the attribute has no certain positive / negative entry).
         attribute_names: N names (``attr_i`` when none were given).
         num_samples: M.
         num_positives, num_negatives: per attribute, the certain entries labelled 1 / 0.
         num_uncertain: number of entries labelled 2 (excluded everywhere).
         num_attributes_without_positives, num_attributes_without_negatives: how many
-            recalls above are 0 because their class was empty.
+            attributes have no certain positive / negative entry.
         f1_of_means: 2·precision·recall/(precision+recall) of the averaged scores
             (Rethinking_of_PAR's F1 convention), for comparison only.
+        mAP: mean over the scored attributes of the average precision.
+        attribute_precision, attribute_f1, average_precision: per attribute, Prec_i,
+            F1_i and AP_i (``None`` for an unscored attribute).
+        mean_attribute_precision, mean_attribute_f1: their means over the scored
+            attributes (label-based, not to be confused with ``precision`` and ``f1``).
+        num_attributes_scored: attributes with both a certain positive and a certain
+            negative entry; every mean over attributes is over these.
     """
 
-    mA: float
+    mA: Score
     accuracy: float
     precision: float
     recall: float
     f1: float
     threshold: float | list[float]
-    positive_recall: list[float]
-    negative_recall: list[float]
+    positive_recall: list[Score]
+    negative_recall: list[Score]
     attribute_names: list[str]
     num_samples: int
     num_positives: list[int] = field(default_factory=list)
@@ -215,14 +243,23 @@ class ParMetrics:
     num_attributes_without_positives: int = 0
     num_attributes_without_negatives: int = 0
     f1_of_means: float = 0.0
+    mAP: Score = None
+    attribute_precision: list[Score] = field(default_factory=list)
+    attribute_f1: list[Score] = field(default_factory=list)
+    average_precision: list[Score] = field(default_factory=list)
+    mean_attribute_precision: Score = None
+    mean_attribute_f1: Score = None
+    num_attributes_scored: int = 0
 
     @property
-    def attribute_mA(self) -> list[float]:
-        """Per-attribute (positive recall + negative recall) / 2."""
-        return [(p + n) / 2 for p, n in zip(self.positive_recall, self.negative_recall)]
+    def attribute_mA(self) -> list[Score]:
+        """Per-attribute (positive recall + negative recall) / 2; ``None`` for an attribute
+        without positives or without negatives."""
+        return [None if p is None or n is None else (p + n) / 2
+                for p, n in zip(self.positive_recall, self.negative_recall)]
 
     def as_dict(self) -> dict[str, Any]:
-        """All fields as plain Python types (JSON-serialisable)."""
+        """All fields as plain Python types (JSON-serialisable; "n/a" is ``None``)."""
         return asdict(self)
 
     def _threshold_text(self) -> str:
@@ -233,35 +270,54 @@ class ParMetrics:
     def paper_row(self) -> str:
         """One line in the paper's format, in percent: ``mA 87.47 | Acc 83.78 | ...``."""
         return (
-            f"mA {100 * self.mA:.2f} | Acc {100 * self.accuracy:.2f} | "
-            f"Prec {100 * self.precision:.2f} | Rec {100 * self.recall:.2f} | "
-            f"F1 {100 * self.f1:.2f} ({self._threshold_text()})"
+            f"mA {percent(self.mA)} | Acc {percent(self.accuracy)} | "
+            f"Prec {percent(self.precision)} | Rec {percent(self.recall)} | "
+            f"F1 {percent(self.f1)} ({self._threshold_text()})"
+        )
+
+    def label_row(self) -> str:
+        """The label-based means, in percent, and over how many attributes they are taken:
+        ``mAP 81.20 | label-based Prec 70.11 | label-based F1 68.40 (means over the 26 of
+        26 attributes with positives and negatives in the split)``."""
+        return (
+            f"mAP {percent(self.mAP)} | label-based Prec {percent(self.mean_attribute_precision)} | "
+            f"label-based F1 {percent(self.mean_attribute_f1)} (means over the {self.num_attributes_scored} of "
+            f"{len(self.attribute_names)} attributes with positives and negatives in the split)"
         )
 
     def per_attribute_table(self) -> str:
-        """Plain-text table: name, threshold, #pos, #neg, pos/neg recall and mA in percent."""
-        thresholds = (
-            self.threshold
-            if isinstance(self.threshold, list)
-            else [self.threshold] * len(self.attribute_names)
-        )
-        width = max([len("attribute")] + [len(n) for n in self.attribute_names])
-        header = f"{'attribute':<{width}}  {'thr':>5}" + "".join(
-            f"  {title:>7}" for title in ("#pos", "#neg", "pos_rec", "neg_rec", "mA")
-        )
+        """Plain-text table: name, threshold, #pos, #neg, positive / negative recall, mA,
+        precision, F1 and AP in percent ("n/a" where undefined); the last row holds the means."""
+        names = self.attribute_names
+        thresholds = self.threshold if isinstance(self.threshold, list) else [self.threshold] * len(names)
+        width = max([len("attribute")] + [len(n) for n in names])
+        titles = ("#pos", "#neg", "pos_rec", "neg_rec", "mA", "prec", "F1", "AP")
+        header = f"{'attribute':<{width}}  {'thr':>5}" + "".join(f"  {title:>7}" for title in titles)
         lines = [header, "-" * len(header)]
-        counts_known = len(self.num_positives) == len(self.attribute_names)
-        for i, name in enumerate(self.attribute_names):
-            pos = self.num_positives[i] if counts_known else "?"
-            neg = self.num_negatives[i] if counts_known else "?"
+
+        def column(values: list, i: int) -> Any:
+            return values[i] if len(values) == len(names) else "?"
+
+        for i, name in enumerate(names):
+            scores = (self.positive_recall[i], self.negative_recall[i], self.attribute_mA[i],
+                      column(self.attribute_precision, i), column(self.attribute_f1, i),
+                      column(self.average_precision, i))
             lines.append(
-                f"{name:<{width}}  {thresholds[i]:>5.2f}  {pos:>7}  {neg:>7}  "
-                f"{100 * self.positive_recall[i]:>7.2f}  {100 * self.negative_recall[i]:>7.2f}  "
-                f"{100 * self.attribute_mA[i]:>7.2f}"
+                f"{name:<{width}}  {thresholds[i]:>5.2f}  {column(self.num_positives, i):>7}  "
+                f"{column(self.num_negatives, i):>7}" + "".join(f"  {percent(v):>7}" for v in scores)
             )
         lines.append("-" * len(header))
-        lines.append(f"{'mean':<{width}}  {'':>5}  {'':>7}  {'':>7}  {'':>7}  {'':>7}  {100 * self.mA:>7.2f}")
+        means = (self.mA, self.mean_attribute_precision, self.mean_attribute_f1, self.mAP)
+        lines.append(f"{'mean':<{width}}  {'':>5}" + "".join(f"  {'':>7}" for _ in range(4))
+                     + "".join(f"  {percent(v):>7}" for v in means))
         return "\n".join(lines)
+
+
+def percent(value: Any) -> str:
+    """A fraction as ``"87.47"``, or ``"n/a"`` for ``None`` (or a non-number such as ``"?"``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{100 * value:.2f}"
+    return "n/a" if value is None else str(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -270,7 +326,8 @@ class ParMetrics:
 
 
 def _recalls(predicted: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per-attribute (positive recall, negative recall, #positives, #negatives)."""
+    """Per-attribute (positive recall, negative recall, #positives, #negatives); a recall
+    of an empty class is 0 here (callers decide whether that means "n/a")."""
     positive = labels == 1
     negative = labels == 0
     num_pos = positive.sum(axis=0)
@@ -280,13 +337,37 @@ def _recalls(predicted: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...
     return _safe_divide(true_pos, num_pos), _safe_divide(true_neg, num_neg), num_pos, num_neg
 
 
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Average precision of ranking ``scores`` (1-D) against the bool ``positive`` (same
+    shape, at least one True): the sum over the distinct scores, from the highest, of
+    (recall gained) × (precision at that score), tied scores counted together."""
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    true_pos = np.cumsum(positive)
+    # the last position of each run of equal scores is where that threshold's counts stand
+    ends = np.r_[np.flatnonzero(np.diff(scores) != 0), scores.size - 1]
+    true_pos = true_pos[ends].astype(np.float64)
+    precision = true_pos / (ends + 1)
+    recall = true_pos / true_pos[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _mean(values: np.ndarray, mask: np.ndarray) -> Score:
+    return float(values[mask].mean()) if mask.any() else None
+
+
+def _listed(values: np.ndarray, mask: np.ndarray) -> list[Score]:
+    return [float(v) if keep else None for v, keep in zip(values, mask)]
+
+
 def compute_par_metrics(
     probs: Any,
     labels: Any,
     threshold: float | Sequence[float] | np.ndarray = 0.5,
     attribute_names: Sequence[str] | None = None,
 ) -> ParMetrics:
-    """Compute mA and the instance-based Acc / Prec / Rec / F1 (see the module docstring).
+    """Compute the label-based (mA, mAP, per-attribute precision and F1) and the
+    instance-based (Acc / Prec / Rec / F1) metrics; see the module docstring.
 
     Args:
         probs: (M, N) probabilities in [0, 1] (numpy array, torch tensor or nested lists).
@@ -308,6 +389,15 @@ def compute_par_metrics(
     truth = labels == 1  # G
 
     pos_recall, neg_recall, num_pos, num_neg = _recalls(predicted, labels)
+    has_pos, has_neg = num_pos > 0, num_neg > 0
+    scored = has_pos & has_neg
+    true_pos = (predicted & truth).sum(axis=0)
+    attr_precision = _safe_divide(true_pos, predicted.sum(axis=0))
+    attr_f1 = _safe_divide(2 * attr_precision * pos_recall, attr_precision + pos_recall)
+    attr_ap = np.array([
+        average_precision(probs[certain[:, i], i], truth[certain[:, i], i]) if scored[i] else 0.0
+        for i in range(num_attributes)
+    ])
 
     intersection = (predicted & truth).sum(axis=1)
     union = (predicted | truth).sum(axis=1)
@@ -318,22 +408,29 @@ def compute_par_metrics(
 
     mean_prec, mean_rec = float(precision.mean()), float(recall.mean())
     return ParMetrics(
-        mA=float(((pos_recall + neg_recall) / 2).mean()),
+        mA=_mean((pos_recall + neg_recall) / 2, scored),
         accuracy=float(accuracy.mean()),
         precision=mean_prec,
         recall=mean_rec,
         f1=float(f1.mean()),
         threshold=threshold_given,
-        positive_recall=[float(v) for v in pos_recall],
-        negative_recall=[float(v) for v in neg_recall],
+        positive_recall=_listed(pos_recall, has_pos),
+        negative_recall=_listed(neg_recall, has_neg),
         attribute_names=names,
         num_samples=int(num_samples),
         num_positives=[int(v) for v in num_pos],
         num_negatives=[int(v) for v in num_neg],
         num_uncertain=int((~certain).sum()),
-        num_attributes_without_positives=int((num_pos == 0).sum()),
-        num_attributes_without_negatives=int((num_neg == 0).sum()),
+        num_attributes_without_positives=int((~has_pos).sum()),
+        num_attributes_without_negatives=int((~has_neg).sum()),
         f1_of_means=float(_safe_divide(2 * mean_prec * mean_rec, mean_prec + mean_rec)),
+        mAP=_mean(attr_ap, scored),
+        attribute_precision=_listed(attr_precision, scored),
+        attribute_f1=_listed(attr_f1, scored),
+        average_precision=_listed(attr_ap, scored),
+        mean_attribute_precision=_mean(attr_precision, scored),
+        mean_attribute_f1=_mean(attr_f1, scored),
+        num_attributes_scored=int(scored.sum()),
     )
 
 
@@ -402,8 +499,9 @@ def calibrate_thresholds(
     """Per-attribute thresholds that maximise each attribute's label-based accuracy.
 
     For each attribute i and each candidate t in ``grid`` the score is
-    (PR_i(t) + NR_i(t)) / 2 on the given split (uncertain entries excluded, empty classes
-    count 0 as in :func:`compute_par_metrics`); the best t is kept, ties going to the t
+    (PR_i(t) + NR_i(t)) / 2 on the given split (uncertain entries excluded, the recall of
+    an empty class counts 0, so such an attribute simply gets the best t of the class it
+    has); the best t is kept, ties going to the t
     closest to 0.5 (then to the smaller t). Use a validation split, never the test split.
 
     Args:

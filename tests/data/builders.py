@@ -145,10 +145,19 @@ def make_peta(
 # ------------------------------------------------------------------------------------ RAP
 
 
-def make_rapv1(root: Path, n_rows: int = 24, name_count: int | None = None):
+def make_rapv1(
+    root: Path,
+    n_rows: int = 24,
+    name_count: int | None = None,
+    partition_fields: tuple[str, ...] = ("train_index", "test_index"),
+    rename: dict[str, str] | None = None,
+):
     """RAPv1 ``RAP_annotation/RAP_annotation.mat`` + ``RAP_dataset/*.png``.
 
-    ``name_count`` lists that many image names instead of one per label row.
+    ``name_count`` lists that many image names instead of one per label row;
+    ``partition_fields`` names the fields of each partition struct (the train rows go to
+    the first, the test rows to the second, any further one gets the test rows again);
+    ``rename`` renames top-level struct fields (the order is kept).
     """
     rng = np.random.default_rng(2)
     raw_names = list(DATASET_ATTRIBUTES["rapv1"]) + [f"extra-{i}" for i in range(41)]
@@ -162,9 +171,9 @@ def make_rapv1(root: Path, n_rows: int = 24, name_count: int | None = None):
     for p in range(5):
         order = rng.permutation(n_rows) + 1
         train, test = order[:18], order[18:]
+        vectors = [train.reshape(1, -1).astype(float), test.reshape(1, -1).astype(float)]
         parts[p, 0] = {
-            "train_index": train.reshape(1, -1).astype(float),
-            "test_index": test.reshape(1, -1).astype(float),
+            field: vectors[min(i, 1)] for i, field in enumerate(partition_fields)
         }
         chosen.append((train - 1, test - 1))
     rap = {
@@ -176,6 +185,7 @@ def make_rapv1(root: Path, n_rows: int = 24, name_count: int | None = None):
         "imagesname": cell(names),
         "attribute_exp": cell([f"e{i}" for i in range(len(raw_names))]),
     }
+    rap = {(rename or {}).get(key, key): value for key, value in rap.items()}
     _savemat(root / "RAP_annotation" / "RAP_annotation.mat", {"RAP_annotation": rap})
     for name in names:
         write_image(root / "RAP_dataset" / name)

@@ -327,13 +327,13 @@ def test_matlab_v73_is_explained(tmp_path):
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
     builders.make_pa100k(tmp_path / "src")
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError):
+    convert("pa100k", tmp_path / "src", out)
+    first = (out / "train" / "dataset_info.json").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="--overwrite"):
         convert("pa100k", tmp_path / "src", out)
-    assert (out / "keep.txt").read_text() == "mine"
-    convert("pa100k", tmp_path / "src", out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "dataset_dict.json").is_file()
+    assert (out / "train" / "dataset_info.json").stat().st_mtime_ns == first
+    convert("pa100k", tmp_path / "src", out, overwrite=True)  # an earlier conversion: replaced
+    assert (out / "dataset_dict.json").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

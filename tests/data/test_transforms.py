@@ -22,7 +22,14 @@ from par_prompt.data import (
     pad_to_square,
     to_rgb,
 )
-from par_prompt.data.transforms import ImageDecodeError, decode_image, normalize, random_pad_crop_flip, shrink
+from par_prompt.data.transforms import (
+    ImageDecodeError,
+    _open,
+    decode_image,
+    normalize,
+    random_pad_crop_flip,
+    shrink,
+)
 
 # ------------------------------------------------------------------------------- to_rgb
 
@@ -137,8 +144,10 @@ def test_large_jpeg_is_decoded_at_reduced_scale():
     buffer = io.BytesIO()
     Image.new("RGB", (2400, 1200), (9, 9, 9)).save(buffer, format="JPEG")
     assert decode_image(buffer.getvalue(), 0).size == (2400, 1200)
-    reduced = decode_image(buffer.getvalue(), 0, size_hint=224)
-    assert reduced.size == (1200, 600)  # the largest JPEG scale keeping both sides >= 2 * 224
+    drafted, _ = _open(buffer.getvalue(), 0, size_hint=224)
+    assert drafted.size == (1200, 600)  # the largest JPEG scale keeping both sides >= 2 * 224
+    # then shrunk by an integer factor: long side below 4 * 224
+    assert decode_image(buffer.getvalue(), 0, size_hint=224).size == (600, 300)
 
 
 def test_decode_errors_name_the_file_or_index():

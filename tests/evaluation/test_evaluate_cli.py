@@ -42,6 +42,7 @@ def _paper_numbers(metrics):
 
 
 def test_default_threshold_output_and_json(model_dir, data_dir, data, direct, tmp_path, capsys):
+    (tmp_path / "results").mkdir()
     out = tmp_path / "results" / "test.json"
     assert evaluate("--model", model_dir, "--dataset", data_dir, "--batch-size", 3, "--output", out) == 0
     printed = capsys.readouterr().out
@@ -54,7 +55,8 @@ def test_default_threshold_output_and_json(model_dir, data_dir, data, direct, tm
     assert row.group(6) == "global 0.50"
     assert "split 'test' (8 images)" in printed
     table = printed[printed.index("attribute "):]
-    assert table.splitlines()[0].split() == ["attribute", "thr", "#pos", "#neg", "pos_rec", "neg_rec", "mA"]
+    assert table.splitlines()[0].split() == ["attribute", "thr", "#pos", "#neg", "pos_rec", "neg_rec", "mA", "prec",
+                                             "F1", "AP"]
     for name in data.attributes:
         assert re.search(rf"^{name}\s+0\.50\s", table, re.MULTILINE), name
 
@@ -69,11 +71,43 @@ def test_default_threshold_output_and_json(model_dir, data_dir, data, direct, tm
         field = {"Acc": "accuracy", "Prec": "precision", "Rec": "recall", "F1": "f1"}.get(key, key)
         assert report["metrics"][field] == pytest.approx(value, abs=1e-9)
     assert [a["attribute"] for a in report["per_attribute"]] == data.attributes
-    assert [a["positive_recall"] for a in report["per_attribute"]] == [
-        round(100 * v, 2) for v in expected.positive_recall]
-    assert [a["negative_recall"] for a in report["per_attribute"]] == [
-        round(100 * v, 2) for v in expected.negative_recall]
+    assert [a["positive_recall"] for a in report["per_attribute"]] == [_pct(v) for v in expected.positive_recall]
+    assert [a["negative_recall"] for a in report["per_attribute"]] == [_pct(v) for v in expected.negative_recall]
     assert [a["num_positives"] for a in report["per_attribute"]] == expected.num_positives
+    for key, values in (("precision", expected.attribute_precision), ("f1", expected.attribute_f1),
+                        ("average_precision", expected.average_precision)):
+        assert [a[key] for a in report["per_attribute"]] == [_pct(v) for v in values], key
+    assert report["label_based"]["mAP"] == _pct(expected.mAP) and expected.mAP is not None
+
+
+def _pct(value):
+    return None if value is None else round(100 * value, 2)
+
+
+def test_attributes_without_positives_are_na_not_zero(model_dir, data_dir, data, direct, tmp_path, capsys):
+    """The 8-image test split lacks positives for some attributes: their positive recall, mA,
+    precision, F1 and AP are n/a (null), and mA is the mean over the other attributes."""
+    out = tmp_path / "na.json"
+    assert evaluate("--model", model_dir, "--dataset", data_dir, "--output", out) == 0
+    printed = capsys.readouterr().out
+    probs, labels = direct["test"]
+    empty = [i for i in range(labels.shape[1]) if not (labels[:, i] == 1).any()]
+    scored = [i for i in range(labels.shape[1]) if (labels[:, i] == 1).any() and (labels[:, i] == 0).any()]
+    assert empty and scored, "the fixture split no longer has an attribute without positives"
+    report = json.loads(out.read_text())
+    for i in empty:
+        entry = report["per_attribute"][i]
+        assert entry["positive_recall"] is None and entry["mA"] is None and entry["average_precision"] is None
+        assert entry["precision"] is None and entry["f1"] is None and entry["negative_recall"] is not None
+        assert re.search(rf"^{data.attributes[i]}\s.*\bn/a\b", printed, re.MULTILINE)
+    # mA by hand over the scored attributes only
+    predicted = probs > 0.5
+    by_hand = np.mean([((predicted[:, i] & (labels[:, i] == 1)).sum() / (labels[:, i] == 1).sum()
+                        + (~predicted[:, i] & (labels[:, i] == 0)).sum() / (labels[:, i] == 0).sum()) / 2
+                       for i in scored])
+    assert report["metrics"]["mA"] == pytest.approx(by_hand, abs=1e-9)
+    assert report["label_based"]["num_attributes_scored"] == len(scored)
+    assert f"over the {len(scored)} of {labels.shape[1]} attributes" in printed
 
 
 def test_threshold_option_overrides_the_config(model_dir, data_dir, data, direct, tmp_path, capsys):
@@ -221,3 +255,96 @@ def test_threshold_precedence():
     assert resolve_threshold(Config(), 0.6).value == 0.6
     with pytest.raises(EvaluationError, match=r"\[0, 1\]"):
         resolve_threshold(Config(), 2.0)
+
+
+# ---------------------------------------------- checked before the evaluation runs
+
+
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    """Makes any evaluation fail loudly: a test using it proves its error came first."""
+    import par_prompt.evaluation.evaluate as module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the evaluation ran")
+
+    monkeypatch.setattr(module, "predict_split", forbidden)
+
+
+@pytest.mark.parametrize("case", ["directory", "missing folder", "folder is a file", "device node"])
+def test_unwritable_output_is_refused_before_evaluating(model_dir, data_dir, tmp_path, capsys, no_evaluation, case):
+    (tmp_path / "a-file").write_text("keep me")
+    target = {"directory": tmp_path, "missing folder": tmp_path / "no" / "r.json",
+              "folder is a file": tmp_path / "a-file" / "r.json", "device node": "/dev/null"}[case]
+    assert evaluate("--model", model_dir, "--dataset", data_dir, "--output", target) == 2
+    assert "--output" in _error(capsys)
+    assert (tmp_path / "a-file").read_text() == "keep me" and not (tmp_path / "no").exists()
+
+
+def test_save_calibrated_onto_a_file_is_refused_before_evaluating(model_dir, data_dir, tmp_path, capsys,
+                                                                 no_evaluation):
+    (tmp_path / "a-file").write_text("keep me")
+    assert evaluate("--model", model_dir, "--dataset", data_dir, "--calibrate", "--save-calibrated",
+                    tmp_path / "a-file") == 2
+    assert "--save-calibrated" in _error(capsys) and (tmp_path / "a-file").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("device", "words"), [("cuda", "CUDA is not available"), ("tpu9", "not a torch device")])
+def test_device_without_the_hardware(model_dir, data_dir, capsys, monkeypatch, no_evaluation, device, words):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert evaluate("--model", model_dir, "--dataset", data_dir, "--device", device) == 2
+    assert words in _error(capsys)
+
+
+def test_processor_sized_for_another_model_is_refused(model_dir, data_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    path = copy / "preprocessor_config.json"
+    size = json.loads(path.read_text())["size"]
+    path.write_text(json.dumps({**json.loads(path.read_text()), "size": 2 * size}))
+    assert evaluate("--model", copy, "--dataset", data_dir) == 2
+    message = _error(capsys)
+    assert str(2 * size) in message and str(size) in message
+
+
+def test_nan_probabilities_are_refused(model_dir, data_dir, capsys, monkeypatch, tmp_path):
+    import torch
+
+    load = PromptPARModel.from_pretrained
+
+    def nan_model(*args, **kwargs):
+        model = load(*args, **kwargs)
+        with torch.no_grad():
+            model.heads.bias.fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(PromptPARModel, "from_pretrained", nan_model)
+    assert evaluate("--model", model_dir, "--dataset", data_dir, "--output", tmp_path / "r.json") == 2
+    assert "NaN" in _error(capsys) and not (tmp_path / "r.json").exists()
+
+
+def test_threshold_help_names_the_official_protocol(capsys):
+    parser = argparse.ArgumentParser(prog="par-prompt")
+    register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "official PromptPAR evaluation uses 0.45" in text and "0.5 is par-prompt's default" in text
+
+
+def test_progress_bar_over_the_batches(model_dir, data_dir, capsys):
+    import datasets
+
+    datasets.enable_progress_bars()
+    assert evaluate("--model", model_dir, "--dataset", data_dir, "--batch-size", 4) == 0
+    assert re.search(r"evaluate test: 100%.*2/2", capsys.readouterr().err)
+    datasets.disable_progress_bars()
+    try:
+        assert evaluate("--model", model_dir, "--dataset", data_dir, "--batch-size", 4) == 0
+    finally:
+        datasets.enable_progress_bars()
+    assert "evaluate test" not in capsys.readouterr().err

@@ -127,6 +127,18 @@ def hub_cache(tmp_path, backbones, model_dir) -> Path:
 
 
 @pytest.fixture
+def no_progress_bars():
+    """Progress bars off (datasets' switch), as a user sets them for clean logs."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
+
+
+@pytest.fixture
 def offline(monkeypatch):
     """Offline mode as HF_HUB_OFFLINE=1 sets it (huggingface_hub reads it at import)."""
     import huggingface_hub.constants

@@ -81,3 +81,26 @@ def test_importing_par_prompt_registers_the_task():
             "print('pedestrian-attribute-recognition' in PIPELINE_REGISTRY.get_supported_tasks())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr[-2000:]
+
+
+def test_pipeline_top_k_and_nan(recognise, model):
+    image = random_image(seed=2)
+    (expected,) = model.predict(image)
+    result = recognise(image, top_k=2, threshold=1.0)
+    assert result["attributes"] == []
+    assert [(t["attribute"], pytest.approx(t["probability"], abs=1e-6)) for t in result["top_k"]] == [
+        (n, p) for n, p in expected.top(2)]
+    with pytest.raises(ValueError, match="top_k"):
+        recognise(image, top_k=-2)
+
+    from par_prompt.inference import NonFiniteOutputError
+
+    weight = recognise.model.heads.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            recognise.model.heads.weight.fill_(float("nan"))
+        with pytest.raises(NonFiniteOutputError, match="NaN"):
+            recognise(image)
+    finally:
+        with torch.no_grad():
+            recognise.model.heads.weight.copy_(weight)

@@ -226,3 +226,63 @@ def test_processor_failure_in_a_batch_names_the_input(model):
         model.attach_image_processor(processor)
     assert isinstance(results[1], ImageInputError)
     torch.testing.assert_close(as_matrix([results[0], results[2]]), as_matrix(model.predict(images[::2])))
+
+
+# ------------------------------------------------------------------ memory, NaN, top-k
+
+
+def test_a_batch_holds_resized_tensors_not_decoded_images(model, monkeypatch):
+    """Each image is resized right after decoding: when the batch reaches the model, none
+    of its decoded (full-size) images is still alive."""
+    import gc
+    import importlib
+    import weakref
+
+    predict_module = importlib.import_module("par_prompt.inference.predict")
+
+    decoded, alive_at_forward = [], []
+    load, forward = predict_module.load_image, predict_module.predict_probabilities
+
+    def tracking_load(*args, **kwargs):
+        image = load(*args, **kwargs)
+        decoded.append(weakref.ref(image))
+        return image
+
+    def counting_forward(*args, **kwargs):
+        gc.collect()
+        alive_at_forward.append(sum(ref() is not None for ref in decoded))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "load_image", tracking_load)
+    monkeypatch.setattr(predict_module, "predict_probabilities", counting_forward)
+    images = [np.asarray(random_image(400, 200, seed=i)) for i in range(6)]  # arrays: decoded into new PIL images
+    results = model.predict(images, batch_size=3)
+    assert len(results) == 6 and len(decoded) == 6
+    assert alive_at_forward == [0, 0]
+
+
+def test_nan_probability_is_an_error_not_no_attributes(model):
+    from par_prompt.inference import NonFiniteOutputError
+
+    weight = model.heads.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            model.heads.weight[2].fill_(float("nan"))  # one attribute's head
+        for return_errors in (False, True):
+            with pytest.raises(NonFiniteOutputError, match=r"NaN.*input 0"):
+                predict(model, [random_image(), random_image(seed=1)], return_errors=return_errors)
+    finally:
+        with torch.no_grad():
+            model.heads.weight.copy_(weight)
+    assert np.isfinite(as_matrix(model.predict(random_image())).numpy()).all()
+
+
+def test_top_k_ranks_by_probability_whatever_the_threshold(model):
+    (result,) = model.predict(random_image(seed=4), threshold=1.0)
+    assert result.attributes == []
+    top = result.top(3)
+    values = sorted(result.probabilities.values(), reverse=True)
+    assert [p for _, p in top] == values[:3] and all(result.probabilities[n] == p for n, p in top)
+    assert result.top(0) == [] and len(result.top(100)) == len(ATTRIBUTES)
+    with pytest.raises(ValueError, match="k must be"):
+        result.top(-1)

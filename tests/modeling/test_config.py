@@ -63,3 +63,104 @@ def test_bad_values(kwargs, message):
 
 def test_attributes_from_id2label_alone():
     assert PromptPARConfig(id2label={"0": "x", "1": "y"}).attributes == ["x", "y"]
+
+
+# ------------------------------------------------------------- types and sizes (issue 11)
+import math
+
+from par_prompt.testing import tiny_clip_config, tiny_vit_config
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(attributes="abc"), "attributes must be a list"),
+        (dict(attributes=["a", 2]), "attributes must be a list"),
+        (dict(attributes=[["a"]]), "attributes must be a list"),
+        (dict(attributes=["a"], sentences=[3]), "sentences must be a list"),
+        (dict(attributes=["a"], threshold="0.5"), "threshold must be a number"),
+        (dict(attributes=["a"], threshold=None), "threshold must be a number"),
+        (dict(attributes=["a"], gl_alpha=[1]), "gl_alpha must be a number"),
+        (dict(attributes=["a"], fusion_layers=True), "fusion_layers must be an integer"),
+        (dict(attributes=["a"], fusion_layers=1.0), "fusion_layers must be an integer"),
+        (dict(attributes=["a"], text_prompt_per_sentence="yes"), "text_prompt_per_sentence must be true or false"),
+        (dict(attributes=["a"], attribute_thresholds={"a": 0.5}), "attribute_thresholds must be a list"),
+        (dict(attributes=["a"], clip_name_or_path=5), "clip_name_or_path must be a string"),
+        (dict(attributes=["a"], clip_config=["x"]), "clip_config must be"),
+        (dict(attributes=["a"], clip_config={"vision_config": "x"}), "clip_config is not a valid CLIPConfig"),
+        (dict(attributes=["a"], fusion_config={"hidden_size": "wide"}), "fusion_config is not a valid ViTConfig"),
+        (dict(attributes=["a"], id2label=["a"]), "id2label must be an object"),
+        (dict(attributes=["a"], base_fingerprints={"clip": "md5:00"}), "base_fingerprints must map"),
+        (dict(attributes=["a"], sentence_token_ids=[[1, 2], [3]]), "sentence_token_ids has 2 entries"),
+        (dict(attributes=["a"], sentence_token_ids=["12"]), "sentence_token_ids must be a list"),
+        (dict(attributes=["a"], save_id="../x"), "save_id must be"),
+    ],
+)
+def test_wrong_types_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        PromptPARConfig(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["threshold", "gl_threshold", "gl_alpha", "initializer_range"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_numbers_are_refused(name, value):
+    with pytest.raises(ValueError, match=name):
+        PromptPARConfig(attributes=["a"], **{name: value})
+
+
+def test_non_finite_attribute_threshold_is_refused():
+    with pytest.raises(ValueError, match="attribute_thresholds"):
+        PromptPARConfig(attributes=["a", "b"], attribute_thresholds=[0.5, math.nan])
+
+
+def tiny(**kwargs):
+    """A config on the tiny backbones: 32-pixel images in 4-pixel patches (8 rows), CLIP
+    towers of 2 layers, a 1-layer fusion ViT, 77 text positions."""
+    kwargs.setdefault("attributes", ["a", "b"])
+    return PromptPARConfig(clip_config=tiny_clip_config(), fusion_config=tiny_vit_config(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(fusion_layers=10**6), "fusion_layers=1000000 exceeds the 1 layers of the fusion ViT"),
+        (dict(fusion_layers=2), "fusion_layers=2 exceeds"),
+        (dict(num_regions=9), "num_regions=9 does not fit a grid of 8 patch rows"),
+        (dict(overlap_rows=10**9), "overlap_rows=1000000000 exceeds the 8 patch rows"),
+        (dict(prompts_per_group=10**6), "visual sequence of 5000069 tokens"),
+        (dict(vision_depth=3), "vision_depth=3 exceeds the 2 layers"),
+        (dict(text_depth=10**6), "text_depth=1000000 exceeds the 2 layers"),
+        (dict(text_prompts=75), "text_prompts=75 leaves no room"),
+        (dict(text_prompts=70, sentence_token_ids=[[1] * 8, [1, 2, 3]]), "sentence of 8 tokens; use at most 69"),
+        (dict(sentence_token_ids=[[1, 10**6], [1, 2]]), "beyond the CLIP vocabulary"),
+        (dict(attributes=[f"a{i}" for i in range(5000)]), "at most 4096"),
+        (dict(attributes=["a"], sentences=["x" * 5000]), "5000 characters"),
+        (dict(clip_config={"vision_config": {"image_size": 2, "patch_size": 4}}), "image_size 2 is smaller"),
+        (dict(clip_config={"text_config": {"max_position_embeddings": 0}}), "positive integer sizes"),
+    ],
+)
+def test_sizes_are_checked_against_the_backbones(kwargs, message):
+    if "clip_config" in kwargs:  # a broken CLIP architecture instead of the tiny one
+        override = kwargs.pop("clip_config")
+        base = tiny_clip_config().to_dict()
+        for tower, values in override.items():
+            base[tower].update(values)
+        kwargs["clip_config"] = base
+        with pytest.raises(ValueError, match=message):
+            PromptPARConfig(attributes=["a"], fusion_config=tiny_vit_config(), **kwargs)
+        return
+    with pytest.raises(ValueError, match=message):
+        tiny(**kwargs)
+
+
+def test_paper_sizes_fit():
+    config = tiny(num_regions=8, prompts_per_group=200, text_prompts=70, sentence_token_ids=[[1] * 7, [1, 2]])
+    assert config.prompts_per_group == 200
+
+
+def test_check_catches_values_set_after_construction():
+    config = tiny()
+    config.threshold = "0.3"
+    with pytest.raises(ValueError, match="threshold must be a number"):
+        config.check()

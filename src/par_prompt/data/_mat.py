@@ -4,8 +4,15 @@ PA100K, PETA and RAP ship their annotations as classic (v5) ``.mat`` files, whic
 ``scipy.io.loadmat`` reads. Files are loaded with ``squeeze_me=False`` and
 ``struct_as_record=True``, so every value keeps its MATLAB shape: a struct is a 1×1
 record array, a cell array an object array, a string a 1-element unicode array. The
-helpers below navigate that form by field name and turn each failure into a
+helpers below navigate that form and turn each failure into a
 :class:`~par_prompt.data.common.ParDataError` naming the field and the file.
+
+Struct fields are looked up by name (with the known spelling variants) and, where the
+official preprocessing scripts read a field by its position, by that position when no
+name matches. The index vectors of a partition struct are read by position, as those
+scripts do, whatever the fields are called (:meth:`MatStruct.index_fields`): only when
+every field carries a known name are the names used instead. Any failure to read the
+file (empty, truncated, not a MATLAB file) is one :class:`ParDataError` naming it.
 
 MATLAB v7.3 files are HDF5 containers that scipy cannot read; they are refused with an
 explanation (re-save as v7 in MATLAB, ``save(file, '-v7')``).
@@ -29,17 +36,27 @@ def load_mat(path: Path) -> dict[str, Any]:
         raise ImportError(
             "reading the .mat annotation files of PA100K, PETA and RAP needs scipy: pip install scipy"
         ) from error
-    if not path.is_file():
+    from .files import open_regular
+
+    if not path.exists():
         raise ParDataError(f"annotation file not found: {path}")
-    try:
-        return scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True, chars_as_strings=True)
-    except NotImplementedError as error:  # scipy's answer to v7.3 / HDF5
-        raise ParDataError(
-            f"{path} is a MATLAB v7.3 (HDF5) file, which is not supported: the benchmark is "
-            "distributed as a v5 .mat file; re-save it in MATLAB with save(file, '-v7')"
-        ) from error
-    except (ValueError, TypeError, OSError, EOFError) as error:
-        raise ParDataError(f"cannot read {path} as a MATLAB .mat file: {error}") from error
+    with open_regular(path, "annotation file") as handle:
+        try:
+            mat = scipy.io.loadmat(handle, squeeze_me=False, struct_as_record=True, chars_as_strings=True)
+        except NotImplementedError as error:  # scipy's answer to v7.3 / HDF5
+            raise ParDataError(
+                f"{path} is a MATLAB v7.3 (HDF5) file, which is not supported: the benchmark is "
+                "distributed as a v5 .mat file; re-save it in MATLAB with save(file, '-v7')"
+            ) from error
+        except Exception as error:  # noqa: BLE001 - scipy's parser raises many kinds on a bad file
+            detail = str(error) or type(error).__name__
+            raise ParDataError(
+                f"cannot read {path} as a MATLAB .mat file ({detail}); the file is empty, truncated or "
+                "not a .mat file: download it again"
+            ) from error
+    if not any(not key.startswith("__") for key in mat):
+        raise ParDataError(f"{path} holds no MATLAB variables (an empty .mat file); download it again")
+    return mat
 
 
 class MatStruct:
@@ -57,24 +74,52 @@ class MatStruct:
     def has(self, name: str) -> bool:
         return name in self.names
 
-    def field(self, *names: str) -> Any:
-        """The value of the first of ``names`` present (aliases cover spelling variants)."""
+    def field(self, *names: str, position: int | None = None) -> Any:
+        """The value of the first of ``names`` present (aliases cover spelling variants).
+
+        With ``position``, a struct whose field of that name is missing gives its field
+        number ``position`` (0-based) instead, as the official scripts read it.
+        """
         for name in names:
             if name in self.names:
                 return self.record[name]
+        if position is not None and position < len(self.names):
+            return self.record[self.names[position]]
         raise ParDataError(
             f"{self.path}: field {names[0]!r} is missing from {self.where}"
             + (f" (also looked for {list(names[1:])})" if len(names) > 1 else "")
             + f"; it has {list(self.names)}"
         )
 
+    def index_fields(self, roles: dict[str, tuple[str, ...]], size: int) -> dict[str, np.ndarray]:
+        """The index vectors of a partition struct, 0-based, one per role (e.g. ``train``).
+
+        ``roles`` maps each role, in the file's order, to its known field names. The
+        struct must hold exactly one field per role; they are read by position, unless
+        every role finds one of its names (then by name, whatever the order).
+        """
+        by_name = all(any(alias in self.names for alias in aliases) for aliases in roles.values())
+        if not by_name and len(self.names) != len(roles):
+            raise ParDataError(
+                f"{self.path}: {self.where} should hold {len(roles)} index vectors ({', '.join(roles)}, in "
+                f"that order); it has {len(self.names)} fields {list(self.names)}"
+            )
+        out = {}
+        for position, (role, aliases) in enumerate(roles.items()):
+            name = next(a for a in aliases if a in self.names) if by_name else self.names[position]
+            indices = index_vector(self.record[name], f"{self.where}.{name} ({role})", self.path, size)
+            if indices.size == 0:
+                raise ParDataError(f"{self.path}: {self.where}.{name} ({role}) holds no indices")
+            out[role] = indices
+        return out
+
     def indices(self, name: str, size: int) -> np.ndarray:
         """Field ``name`` as 0-based row indices (see :func:`index_vector`)."""
         return index_vector(self.field(name), f"{self.where}.{name}", self.path, size)
 
-    def partition(self, partition: int, *names: str) -> MatStruct:
+    def partition(self, partition: int, *names: str, position: int | None = None) -> MatStruct:
         """Struct number ``partition`` (0-based) of the cell array in field ``names``."""
-        partitions = cell_items(self.field(*names))
+        partitions = cell_items(self.field(*names, position=position))
         if not 0 <= partition < len(partitions):
             raise ParDataError(
                 f"{self.path}: partition {partition} requested, the file has {len(partitions)} "

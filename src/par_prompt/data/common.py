@@ -1,22 +1,9 @@
-"""What every converter shares: records, label checks, metadata and atomic output.
+"""What every converter shares: records, label and split-name checks, metadata.
 
 A converter reads a benchmark's annotation files into an :class:`Annotation` (attribute
-names, sentences and, per split, a list of :class:`Record`: image file + label row).
-:func:`write_annotation` then turns it into a ``datasets.DatasetDict`` on disk:
-
-1. images listed but missing on disk -> :class:`ParDataError` naming the first one
-   (``skip_missing=True`` drops them and logs how many);
-2. an empty split -> :class:`ParDataError`;
-3. every image is read and fully decoded once; an unreadable one -> :class:`ParDataError`
-   naming the file (``skip_corrupt=True`` drops it and logs the count);
-4. the splits are written to a temporary directory next to ``out`` and renamed to
-   ``out`` only when everything succeeded; on any error the temporary directory is
-   removed, so no partial output is ever left behind.
-
-Steps 1-2 run before anything is written. Images are stored as their original file
-bytes (no re-encoding); the ``path`` of the ``Image`` feature keeps the file's base name
-(``datasets`` drops directories when it embeds files), so errors can name the image. A
-record with a crop box (WIDER) stores the crop, re-encoded.
+names, sentences, the folder its images must lie in and, per split, a list of
+:class:`Record`: image file + label row). :func:`par_prompt.data.writer.write_annotation`
+then turns it into a ``datasets.DatasetDict`` on disk.
 
 Metadata: the attribute names and sentences are a JSON object under the key
 ``"par_prompt"`` in each split's ``DatasetInfo.description`` (see
@@ -25,13 +12,11 @@ Metadata: the attribute names and sentences are a JSON object under the key
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import logging
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +59,11 @@ class Record:
 
 @dataclass
 class Annotation:
-    """A benchmark read from its files, ready to be written."""
+    """A benchmark read from its files, ready to be written.
+
+    ``image_root`` is the folder every image must lie in (after resolving symbolic links
+    and ``..``): the ``--src`` folder, or the image folder the user named.
+    """
 
     name: str
     attributes: list[str]
@@ -82,25 +71,57 @@ class Annotation:
     splits: dict[str, list[Record]]
     source: Path
     partition: int = 0
+    image_root: Path = field(kw_only=True)
+
+
+# -------------------------------------------------------------------------- split names
+
+#: A split name: word characters, dots between them (the rule ``datasets`` applies).
+_SPLIT_NAME = re.compile(r"\w+(\.\w+)*")
+
+
+def check_split_name(name: object, where: str) -> str:
+    """``name`` if it is a plain split name (it becomes a folder name), else :class:`ParDataError`.
+
+    Plain: letters, digits, ``_`` and inner dots, e.g. ``train``, ``query_2``. Absolute
+    paths, ``..``, path separators and empty names are refused.
+    """
+    if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
+        raise ParDataError(
+            f"{where}: split name {name!r} is not a plain name (letters, digits, '_' and inner dots "
+            "only; no path separators, '..' or absolute paths)"
+        )
+    return name
 
 
 # ------------------------------------------------------------------------------ layout
 
 
 def find_file(src: Path, candidates: Sequence[str], what: str) -> Path:
-    """The first of ``candidates`` (paths relative to ``src``) that is a file."""
+    """The first of ``candidates`` (paths relative to ``src``) that exists; it must be a
+    regular file (a FIFO or directory of that name is an error, never opened)."""
+    from .files import check_regular
+
     for candidate in candidates:
-        if (src / candidate).is_file():
-            return src / candidate
+        path = src / candidate
+        if path.exists():
+            check_regular(path, what)
+            return path
     raise ParDataError(f"{what} not found in {src}: looked for {list(candidates)}")
 
 
-def find_image_root(src: Path, candidates: Sequence[str], names: Sequence[str]) -> Path:
-    """The first candidate directory under ``src`` holding one of the first listed images.
+def find_image_root(
+    src: Path, candidates: Sequence[str], names: Sequence[str], images: Path | None = None
+) -> Path:
+    """The folder the image names are relative to.
 
-    Falls back to the first existing candidate (then to ``src``) so that a missing image
-    is reported with a full path by :func:`drop_missing`.
+    ``images`` (the user's ``--images``) wins. Otherwise the first candidate directory
+    under ``src`` holding one of the first listed images, falling back to the first
+    existing candidate (then to ``src``) so that a missing image is reported with a full
+    path.
     """
+    if images is not None:
+        return images
     directories = [src / c for c in candidates if (src / c).is_dir()] + [src]
     for directory in directories:
         if any((directory / name).is_file() for name in names[:5]):
@@ -193,197 +214,39 @@ def read_metadata(dataset: datasets.Dataset) -> dict | None:
     return None
 
 
-# ----------------------------------------------------------------------- atomic output
+# --------------------------------------------------------------------------- sentences
 
 
-# The implementation is shared with model saving: see par_prompt.fileio.
-from ..fileio import atomic_directory  # noqa: E402
+def read_sentences_file(path: Path, attributes: Sequence[str]) -> list[str]:
+    """One sentence per attribute from ``path``.
 
-
-# ------------------------------------------------------------------------------ images
-
-
-def _decode_errors() -> tuple[type[BaseException], ...]:
-    from PIL import Image
-
-    return (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-def _decode(data: bytes):
-    """Fully decode ``data`` (raises on a corrupt, truncated or unknown image)."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def _crop(image, box: tuple[float, float, float, float]) -> bytes | None:
-    """Crop ``box`` (clipped to the image) and re-encode; ``None`` when it has no area."""
-    width, height = image.size
-    left, upper, right, lower = box
-    left, upper = max(0, int(round(left))), max(0, int(round(upper)))
-    right, lower = min(width, int(round(right))), min(height, int(round(lower)))
-    if right <= left or lower <= upper:
-        return None
-    crop = image.crop((left, upper, right, lower))
-    buffer = io.BytesIO()
-    if crop.mode in ("RGB", "L", "CMYK"):
-        crop.save(buffer, format="JPEG", quality=95)
-    else:
-        crop.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-class _SplitWriter:
-    """Encodes the records of one split, counting what it skips."""
-
-    def __init__(self, split: str, records: list[Record], skip_corrupt: bool):
-        self.split = split
-        self.records = records
-        self.skip_corrupt = skip_corrupt
-        self.corrupt = 0
-        self.empty_boxes = 0
-        self.written = 0
-
-    @staticmethod
-    def _encode(record: Record, cache: dict) -> bytes | None:
-        """The bytes to store; the last decoded image is cached (WIDER: boxes of one photo)."""
-        if cache.get("path") != record.path:
-            cache.clear()
-            data = record.path.read_bytes()
-            image = _decode(data)  # full decode: a corrupt file fails here
-            cache.update(path=record.path, data=data, image=image)
-        if record.box is None:
-            return cache["data"]
-        return _crop(cache["image"], record.box)
-
-    def examples(self) -> Iterator[dict]:
-        cache: dict = {}
-        errors = _decode_errors()
-        for i, record in enumerate(self.records):
-            try:
-                data = self._encode(record, cache)
-            except errors as error:
-                cache.clear()
-                if not self.skip_corrupt:
-                    raise ParDataError(
-                        f"cannot read image {record.path} ({self.split} split): {error}. "
-                        "Pass skip_corrupt=True (--skip-corrupt) to skip unreadable images."
-                    ) from error
-                self.corrupt += 1
-                logger.warning("skipping unreadable image %s (%s): %s", record.path, self.split, error)
-                continue
-            if data is None:
-                self.empty_boxes += 1
-                logger.warning(
-                    "skipping %s: its box %s has no area inside the image", record.name, record.box
-                )
-                continue
-            self.written += 1
-            if (i + 1) % 5000 == 0:
-                logger.info("%s: %d/%d images", self.split, i + 1, len(self.records))
-            yield {"image": {"bytes": data, "path": record.name}, "labels": record.labels.tolist()}
-
-
-def drop_missing(annotation: Annotation, skip_missing: bool) -> Annotation:
-    """Check that every listed image exists; drop the missing ones if ``skip_missing``."""
-    splits = {}
-    total_missing = 0
-    for split, records in annotation.splits.items():
-        present = []
-        for record in records:
-            if record.path.is_file():
-                present.append(record)
-            elif not skip_missing:
-                raise ParDataError(
-                    f"image {record.name!r} ({split} split) is listed in the annotations but "
-                    f"{record.path} does not exist. Pass skip_missing=True (--skip-missing) to skip "
-                    "missing images."
-                )
-        missing = len(records) - len(present)
-        if missing:
-            logger.warning("%s: skipped %d missing image(s)", split, missing)
-        total_missing += missing
-        splits[split] = present
-    if total_missing:
-        logger.warning("skipped %d missing image(s) in total", total_missing)
-    return dataclasses.replace(annotation, splits=splits)
-
-
-def check_splits(annotation: Annotation) -> None:
-    """Every split must be non-empty and its label rows must match the attributes."""
-    if not annotation.splits:
-        raise ParDataError(f"{annotation.source}: no splits were found")
-    n = len(annotation.attributes)
-    for split, records in annotation.splits.items():
-        if not records:
-            raise ParDataError(f"{annotation.source}: the {split!r} split is empty")
-        for record in records:
-            if record.labels.shape != (n,):
-                raise ParDataError(
-                    f"{annotation.source}: {record.name} has {record.labels.size} labels but the "
-                    f"attribute list has {n} names"
-                )
-
-
-def _unwrap_generation_error(error: BaseException) -> BaseException:
-    """``datasets`` wraps errors raised inside a generator; return ours if it is inside."""
-    seen = error
-    while seen is not None:
-        if isinstance(seen, ParDataError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return error
-
-
-def write_annotation(
-    annotation: Annotation,
-    out: str | Path,
-    skip_missing: bool = False,
-    skip_corrupt: bool = False,
-    overwrite: bool = False,
-) -> datasets.DatasetDict:
-    """Write ``annotation`` to ``out`` atomically and return the data set loaded from it.
-
-    See the module docstring for the checks and their order.
+    A ``.json`` file holds an object ``{"attribute name": "sentence", ...}`` naming every
+    attribute exactly once; any other file holds one sentence per line, in the order of
+    the attributes (blank lines are ignored).
     """
-    from datasets import Dataset, DatasetDict, load_from_disk
-    from datasets.exceptions import DatasetGenerationError
+    from par_prompt.sentences import resolve_sentences
 
-    check_splits(annotation)  # before looking at the disk: width / empty annotation
-    annotation = drop_missing(annotation, skip_missing)
-    check_splits(annotation)  # a split may be empty once its missing images are gone
-    features = make_features(len(annotation.attributes))
-    meta = metadata_dict(
-        annotation.name,
-        annotation.attributes,
-        annotation.sentences,
-        source=annotation.source.name,
-        partition=annotation.partition,
-    )
-    with atomic_directory(out, overwrite=overwrite) as target:
-        cache_dir = target.parent / "cache"
-        splits = {}
-        for split, records in annotation.splits.items():
-            writer = _SplitWriter(split, records, skip_corrupt)
-            try:
-                dataset = Dataset.from_generator(
-                    writer.examples, features=features, cache_dir=str(cache_dir), fingerprint=uuid.uuid4().hex
-                )
-            except DatasetGenerationError as error:
-                raise _unwrap_generation_error(error) from error
-            if writer.corrupt:
-                logger.warning("%s: skipped %d unreadable image(s)", split, writer.corrupt)
-            if writer.empty_boxes:
-                logger.warning("%s: skipped %d box(es) with no area", split, writer.empty_boxes)
-            if writer.written == 0:
-                raise ParDataError(
-                    f"{annotation.source}: the {split!r} split is empty after skipping unreadable images"
-                )
-            logger.info("%s: %d examples", split, writer.written)
-            splits[split] = dataset
-        dataset_dict = attach_metadata(DatasetDict(splits), meta)
-        dataset_dict.save_to_disk(str(target))
-        del dataset_dict, splits
-    return load_from_disk(str(Path(out)))
+    from .files import read_text
+
+    text = read_text(path, "sentences file")
+    if path.suffix.lower() == ".json":
+        try:
+            table = json.loads(text)
+        except ValueError as error:
+            raise ParDataError(f"sentences file {path} is not valid JSON: {error}") from error
+        if not isinstance(table, dict):
+            raise ParDataError(f"sentences file {path}: expected a JSON object {{attribute: sentence}}")
+        missing = [a for a in attributes if a not in table]
+        extra = sorted(set(table) - set(attributes))
+        if missing or extra:
+            raise ParDataError(
+                f"sentences file {path}: it must name every attribute exactly once; missing {missing}, "
+                f"unknown {extra}"
+            )
+        sentences = [table[a] for a in attributes]
+    else:
+        sentences = [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        return resolve_sentences(list(attributes), sentences)
+    except ValueError as error:
+        raise ParDataError(f"sentences file {path}: {error}") from error

@@ -33,7 +33,7 @@ IMAGE_DIRS = ("data", "release_data/release_data", "release_data")
 _SPLIT_FIELDS = {"train": "train", "validation": "val", "test": "test"}
 
 
-def read_pa100k(src: Path, partition: int = 0) -> Annotation:
+def read_pa100k(src: Path, partition: int = 0, images: Path | None = None) -> Annotation:
     """Read PA100K's ``annotation.mat`` (layout in the module docstring)."""
     from par_prompt.sentences import expand_attributes
 
@@ -60,9 +60,12 @@ def read_pa100k(src: Path, partition: int = 0) -> Annotation:
             )
         columns[split] = (names, labels)
 
-    root = find_image_root(src, IMAGE_DIRS, columns["train"][0])
+    root = find_image_root(src, IMAGE_DIRS, columns["train"][0], images)
     splits = {
         split: select_rows(labels, names, np.arange(len(names)), root)
         for split, (names, labels) in columns.items()
     }
-    return Annotation("pa100k", attributes, expand_attributes(attributes, dataset="pa100k"), splits, path)
+    return Annotation(
+        "pa100k", attributes, expand_attributes(attributes, dataset="pa100k"), splits, path,
+        image_root=images or src,
+    )

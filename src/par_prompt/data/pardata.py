@@ -30,8 +30,8 @@ import numpy as np
 from .common import (
     METADATA_KEY,
     ParDataError,
-    atomic_directory,
     attach_metadata,
+    check_split_name,
     metadata_dict,
     read_metadata,
 )
@@ -252,10 +252,19 @@ def save(data: ParData | datasets.DatasetDict, path: str | Path, overwrite: bool
 
     A ``DatasetDict`` must already carry the metadata (e.g. one returned by
     :func:`~par_prompt.data.convert`); otherwise wrap it with :func:`load` first.
+    ``path`` follows the rules of :mod:`par_prompt.data.output`: new, empty, or (with
+    ``overwrite``) a data set written by par-prompt; never another directory. Split
+    names must be plain names.
     """
+    from .output import dataset_output
+
     if not isinstance(data, ParData):
         data = load(data)
-    with atomic_directory(path, overwrite=overwrite) as target:
+    for split in data.splits:
+        check_split_name(split, "save")
+    # Saving over the data set it was loaded from is allowed: the new copy is complete
+    # before the old one is removed (its memory-mapped files stay readable until then).
+    with dataset_output(path, overwrite=overwrite) as target:
         data.splits.save_to_disk(str(target))
 
 

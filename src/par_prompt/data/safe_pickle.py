@@ -1,4 +1,4 @@
-"""A restricted unpickler for the zero-shot split files of Jia et al. (2021).
+"""A restricted unpickler for the data set pickles of Rethinking_of_PAR and OpenPAR.
 
 Unpickling can run arbitrary code: every global a pickle names is imported and may be
 called. :func:`load_split_pickle` therefore resolves globals through a fixed allow-list
@@ -115,7 +115,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if key not in _ALLOWED:
             raise UnsafePickleError(
                 f"refused to load global '{module}.{name}' from {self.source}: only numpy arrays, "
-                "plain containers and easydict.EasyDict are allowed in a split file"
+                "plain containers and easydict.EasyDict are allowed in a data set pickle"
             )
         return _ALLOWED[key]
 
@@ -125,8 +125,10 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def load_split_pickle(path: str | Path) -> Any:
     """Load a split file with :class:`RestrictedUnpickler` (EasyDicts become :class:`AttrDict`)."""
+    from .files import open_regular
+
     path = Path(path)
-    with open(path, "rb") as handle:
+    with open_regular(path, "pickle file") as handle:
         return RestrictedUnpickler(handle, source=str(path)).load()
 
 

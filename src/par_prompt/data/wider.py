@@ -14,12 +14,15 @@ or ``wider_attribute_annotation/``)::
     Image/train/..., Image/val/..., Image/test/...   (``file_name`` is relative to
                                                       ``Image/``; ``src`` is also searched)
 
-Every target (person) is one sample: its box, clipped to the image, is cropped and
+Every target (person) is one sample: its box (in the stored pixels' coordinates; the
+crop is then turned upright by the photo's EXIF orientation), clipped to the image, is cropped and
 stored re-encoded (JPEG quality 95; PNG for modes JPEG cannot hold) under the path
 ``"<base name of file_name>#<target index>"`` (``datasets`` keeps base names only). A
 box with no area inside the image is skipped and counted in the log.
 
 Labels: 1 -> 1 (positive), -1 -> 0 (negative), 0 -> 2 (unspecified, i.e. uncertain).
+Each value must be exactly the JSON integer 1, -1 or 0: ``0.5``, ``1.0``, ``true`` or
+``"1"`` are errors naming the entry, as is any field of the wrong JSON type.
 Splits: the trainval file's ``train/...`` images -> train, its ``val/...`` images ->
 validation, the test file -> test. Attribute names come from ``attribute_id_map``
 (ordered by id), sentences from :data:`WIDER_SENTENCES` (a template for other names).
@@ -74,62 +77,101 @@ def wider_sentences(names: list[str]) -> list[str]:
 
 
 def _load_json(path: Path) -> Mapping:
+    from .files import read_text
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            blob = json.load(handle)
-    except (OSError, ValueError) as error:
+        blob = json.loads(read_text(path, "annotation file"))
+    except ValueError as error:
+        if isinstance(error, ParDataError):
+            raise
         raise ParDataError(f"cannot read {path} as JSON: {error}") from error
     if not isinstance(blob, Mapping):
-        raise ParDataError(f"{path}: expected a JSON object at the top level")
+        raise ParDataError(f"{path}: expected a JSON object at the top level, got {_json_type(blob)}")
     return blob
 
 
-def _field(blob: Mapping, name: str, where: str, path: Path) -> Any:
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (for messages)."""
+    if value is None:
+        return "null"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _field(blob: Mapping, name: str, where: str, path: Path, kind: type | tuple[type, ...] | None = None) -> Any:
+    """``blob[name]``, which must exist (and be of JSON type ``kind`` when given)."""
     if name not in blob:
         raise ParDataError(f"{path}: field {name!r} is missing from {where}")
-    return blob[name]
+    value = blob[name]
+    if kind is not None and not isinstance(value, kind):
+        wanted = {list: "a list", dict: "an object", str: "a string"}
+        expected = " or ".join(wanted.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ParDataError(f"{path}: {where}.{name} should be {expected}, got {_json_type(value)}")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and np.isfinite(value)
 
 
 def _attribute_names(blob: Mapping, path: Path) -> list[str]:
-    id_map = _field(blob, "attribute_id_map", "the top level", path)
-    try:
-        items = sorted(((int(k), str(v)) for k, v in id_map.items()))
-    except (AttributeError, TypeError, ValueError) as error:
-        raise ParDataError(f"{path}: attribute_id_map should map integer ids to names") from error
+    id_map = _field(blob, "attribute_id_map", "the top level", path, dict)
+    items = []
+    for key, name in id_map.items():
+        if not key.isdigit() or not isinstance(name, str) or not name.strip():
+            raise ParDataError(
+                f"{path}: attribute_id_map should map integer ids to names, got {key!r}: {name!r}"
+            )
+        items.append((int(key), name))
+    items.sort()
     if [k for k, _ in items] != list(range(len(items))):
         raise ParDataError(f"{path}: attribute_id_map ids should be 0..{len(items) - 1}")
     return [name for _, name in items]
 
 
+def _labels(values: Any, where: str, path: Path, num_attributes: int) -> np.ndarray:
+    """WIDER's 1 / -1 / 0 as 1 / 0 / 2; anything else (0.5, true, "1") is an error."""
+    if not isinstance(values, list):
+        raise ParDataError(f"{path}: {where}.attribute should be a list, got {_json_type(values)}")
+    if len(values) != num_attributes:
+        raise ParDataError(
+            f"{path}: {where} has {len(values)} attribute values but attribute_id_map has "
+            f"{num_attributes} names"
+        )
+    for k, value in enumerate(values):
+        if type(value) is not int or value not in _VALUE_MAP:  # bool is not int here; 1.0 neither
+            raise ParDataError(
+                f"{path}: {where}.attribute[{k}] is {json.dumps(value)}; WIDER attribute values must be "
+                "the integers 1 (positive), -1 (negative) or 0 (unspecified)"
+            )
+    return np.array([_VALUE_MAP[v] for v in values], dtype=np.int8)
+
+
 def _records(blob: Mapping, path: Path, root: Path, num_attributes: int) -> list[tuple[str, Record]]:
     """(file name, record) for every target of every image."""
     out = []
-    for i, image in enumerate(_field(blob, "images", "the top level", path)):
-        file_name = str(_field(image, "file_name", f"images[{i}]", path))
-        for j, target in enumerate(_field(image, "targets", f"images[{i}] ({file_name})", path)):
+    for i, image in enumerate(_field(blob, "images", "the top level", path, list)):
+        if not isinstance(image, dict):
+            raise ParDataError(f"{path}: images[{i}] should be an object, got {_json_type(image)}")
+        file_name = _field(image, "file_name", f"images[{i}]", path, str)
+        for j, target in enumerate(_field(image, "targets", f"images[{i}] ({file_name})", path, list)):
             where = f"images[{i}].targets[{j}] ({file_name})"
-            values = _field(target, "attribute", where, path)
-            if len(values) != num_attributes:
-                raise ParDataError(
-                    f"{path}: {where} has {len(values)} attribute values but attribute_id_map has "
-                    f"{num_attributes} names"
-                )
-            try:
-                labels = np.array([_VALUE_MAP[int(v)] for v in values], dtype=np.int8)
-            except (KeyError, TypeError, ValueError) as error:
-                raise ParDataError(
-                    f"{path}: {where}: attribute values must be 1, -1 or 0, got {values}"
-                ) from error
+            if not isinstance(target, dict):
+                raise ParDataError(f"{path}: {where} should be an object, got {_json_type(target)}")
+            labels = _labels(_field(target, "attribute", where, path), where, path, num_attributes)
             bbox = _field(target, "bbox", where, path)
-            if len(bbox) != 4:
-                raise ParDataError(f"{path}: {where}: bbox should be [x, y, width, height], got {bbox}")
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(_number(v) for v in bbox):
+                raise ParDataError(
+                    f"{path}: {where}: bbox should be a list of 4 numbers [x, y, width, height], got "
+                    f"{json.dumps(bbox)}"
+                )
             x, y, w, h = (float(v) for v in bbox)
             record = Record(f"{file_name}#{j}", root / file_name, labels, (x, y, x + w, y + h))
             out.append((file_name, record))
     return out
 
 
-def read_wider(src: Path, partition: int = 0) -> Annotation:
+def read_wider(src: Path, partition: int = 0, images: Path | None = None) -> Annotation:
     """Read the WIDER Attribute JSON files (layout in the module docstring)."""
     if partition != 0:
         raise ParDataError(f"wider has a single official split; partition must be 0, got {partition}")
@@ -149,8 +191,12 @@ def read_wider(src: Path, partition: int = 0) -> Annotation:
             f"has {len(attributes)}"
         )
 
-    first_names = [str(image.get("file_name", "")) for image in trainval.get("images", [])[:5]]
-    root = find_image_root(src, IMAGE_DIRS, first_names)
+    listed = trainval.get("images")
+    first_names = [
+        image["file_name"] for image in (listed if isinstance(listed, list) else [])[:5]
+        if isinstance(image, dict) and isinstance(image.get("file_name"), str)
+    ]
+    root = find_image_root(src, IMAGE_DIRS, first_names, images)
     splits: dict[str, list[Record]] = {"train": [], "validation": []}
     for file_name, record in _records(trainval, trainval_path, root, len(attributes)):
         if file_name.startswith("train/"):
@@ -163,4 +209,6 @@ def read_wider(src: Path, partition: int = 0) -> Annotation:
                 "so its split is unknown"
             )
     splits["test"] = [record for _, record in _records(test, test_path, root, len(attributes))]
-    return Annotation("wider", attributes, wider_sentences(attributes), splits, trainval_path)
+    return Annotation(
+        "wider", attributes, wider_sentences(attributes), splits, trainval_path, image_root=images or src
+    )

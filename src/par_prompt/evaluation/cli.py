@@ -3,6 +3,10 @@
 ``register(subparsers)`` adds it to the main parser (``par_prompt.cli``);
 :func:`add_arguments` adds its options to any parser; ``run(args)`` executes it and
 returns the exit code: 0 on success, 2 on bad input (a one-line message on stderr).
+Everything that can be checked without the model is checked before anything is loaded:
+the options, the device, and that ``--output`` and ``--save-calibrated`` can be written
+(so a long evaluation never ends in "cannot write"). A progress bar on stderr follows
+each split's batches (off when transformers' or datasets' progress bars are disabled).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--threshold", type=float, default=None, metavar="T",
         help="global threshold in [0, 1] (default: the model's per-attribute thresholds if it has them, else "
-        "config.threshold)",
+        "config.threshold, 0.5 unless set). The official PromptPAR evaluation uses 0.45: pass --threshold 0.45 "
+        "to compare with its numbers; 0.5 is par-prompt's default",
     )
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per batch (default 32)")
     parser.add_argument("--num-workers", type=int, default=0, metavar="W", help="data loader workers (default 0)")
-    parser.add_argument("--output", default=None, metavar="FILE.json", help="also write the results as JSON")
+    parser.add_argument("--output", default=None, metavar="FILE.json",
+                        help="also write the results as JSON (atomically; the folder must exist)")
     parser.add_argument(
         "--calibrate", action="store_true",
         help="calibrate per-attribute thresholds on the validation split and evaluate with them",
@@ -43,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--save-calibrated", default=None, metavar="DIR",
         help="with --calibrate: save the model with the calibrated thresholds in its config to DIR",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda if available, else cpu)")
     return parser
 
 
@@ -51,11 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``evaluate --model ID_OR_PATH --dataset PATH_OR_HUB_ID [...]`` to the main parser."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a PromptPAR model on a PAR data set (mA, Acc, Prec, Rec, F1)",
+        help="evaluate a PromptPAR model on a PAR data set (mA, mAP, Acc, Prec, Rec, F1)",
         description=(
             "Evaluate a saved PromptPAR model on a split of a PAR data set. Prints the paper-format row "
-            "(mA, Acc, Prec, Rec, F1 in percent) with the threshold used, and a per-attribute table; "
-            "--output writes both as JSON."
+            "(mA, Acc, Prec, Rec, F1 in percent) with the threshold used, the label-based mAP and mean "
+            "per-attribute precision and F1, and a per-attribute table; --output writes all of it as JSON. "
+            "An attribute without positives (or without negatives) in the split shows n/a for the scores that "
+            "need them, and the means over attributes (mA, mAP, ...) are over the attributes that have both."
         ),
     )
     add_arguments(parser)
@@ -89,17 +98,34 @@ def _check_options(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def _default_device() -> str:
-    import torch
+def _check_destinations(args: argparse.Namespace) -> None:
+    """``ValueError`` unless ``--output`` and ``--save-calibrated`` can be written now."""
+    from pathlib import Path
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from ..fileio import check_output_file
+
+    if args.output is not None:
+        check_output_file(args.output, "--output")
+    if args.save_calibrated is not None:
+        directory = Path(args.save_calibrated)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"--save-calibrated {directory} exists and is not a directory; give a directory")
+        # the model's files go into the directory: it must be writable (or creatable) now
+        check_output_file(directory / "config.json" if directory.is_dir() else directory, "--save-calibrated")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate`` for parsed ``args``; returns the exit code."""
+    from ..inference.cli import resolve_device
+
     problem = _check_options(args)
     if problem:
         return _fail(problem)
+    try:
+        device = resolve_device(args.device)
+        _check_destinations(args)
+    except ValueError as error:
+        return _fail(error)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -122,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
     except (ParDataError, OSError, ValueError, KeyError) as error:
         return _fail(f"cannot load the data set {args.dataset!r}: {error}")
     try:
-        model = PromptPARModel.from_pretrained(args.model, device=args.device or _default_device())
-    except (OSError, ValueError) as error:  # missing / not a PromptPAR folder / bad base
+        model = PromptPARModel.from_pretrained(args.model, device=device)
+    except (OSError, ValueError, TypeError, KeyError) as error:  # missing / not a PromptPAR folder / bad base
         return _fail(f"cannot load the model {args.model!r}: {error}")
     try:
         result = evaluate_model(
@@ -142,5 +168,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         payload = result.to_json_dict()
         payload["saved_calibrated_model"] = None if saved is None else str(saved)
-        print(f"wrote {write_json(payload, args.output)}")
+        try:
+            print(f"wrote {write_json(payload, args.output)}")
+        except OSError as error:  # checked at the start; the disk may have filled up since
+            return _fail(f"cannot write --output {args.output}: {error}")
     return 0

@@ -5,13 +5,21 @@ share them:
 
 1. :func:`check_attributes`: the data set must name the model's attributes, in order.
 2. :func:`predict_split`: probabilities and labels of one split, through the model's own
-   image processor (:func:`~par_prompt.evaluation.predictions.collect_predictions`).
+   image processor (checked against the model first), with a progress bar
+   (:func:`~par_prompt.evaluation.predictions.collect_predictions`). A NaN or infinite
+   probability is an :class:`EvaluationError`.
 3. :func:`resolve_threshold`: an explicit threshold, else the model config's
    ``attribute_thresholds``, else ``config.threshold``; or thresholds calibrated on the
    validation split (:func:`calibrate_on_split`), never on the evaluated split.
 4. :func:`~par_prompt.metrics.compute_par_metrics`, wrapped in an
-   :class:`EvaluationResult` that prints the paper row and the per-attribute table and
-   serialises to JSON (:meth:`EvaluationResult.to_json_dict`, :func:`write_json`).
+   :class:`EvaluationResult` that prints the paper row, the label-based means (mAP,
+   per-attribute precision and F1) and the per-attribute table, and serialises to JSON
+   (:meth:`EvaluationResult.to_json_dict`, :func:`write_json`). Scores that are "n/a"
+   (an attribute without positives or negatives in the split) are ``None`` in JSON.
+
+Threshold conventions: par-prompt's default is 0.5 (``config.threshold``); the official
+PromptPAR evaluation uses 0.45, so pass ``threshold=0.45`` (``--threshold 0.45``) to
+compare with numbers computed by its scripts.
 
 :func:`evaluate_model` runs them in order; :func:`save_with_thresholds` stores
 calibrated thresholds in a saved copy of the model.
@@ -30,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from ..fileio import write_json_atomic
-from ..metrics import ParMetrics, calibrate_thresholds, compute_par_metrics
+from ..metrics import ParMetrics, calibrate_thresholds, compute_par_metrics, percent
+from ..progress import progress_bar
 from .predictions import collect_predictions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,24 +188,34 @@ def resolve_threshold(config: Any, override: Optional[float] = None) -> Threshol
 
 
 def _image_transform(model: Any):
-    """The evaluation pipeline (no augmentation) of the model's image processor."""
+    """The evaluation pipeline (no augmentation) of the model's image processor, after
+    checking that processor against the model (:class:`EvaluationError` otherwise)."""
     from ..data.transforms import ImageTransform
+    from ..inference.predict import check_image_processor, model_image_size
 
     processor = getattr(model, "image_processor", None)
     if processor is None:
-        size = model.config.get_clip_config().vision_config.image_size
+        size = model_image_size(model)
         logger.warning("the model has no image processor; using CLIP's mean/std at size %d", size)
         return ImageTransform(size=size, train=False)
+    try:
+        check_image_processor(model)
+    except ValueError as error:
+        raise EvaluationError(f"The model's image processor cannot be used: {error}.") from error
     return ImageTransform.from_processor(processor, train=False)
 
 
 def predict_split(
-    model: Any, data: ParData, split: str, batch_size: int = 32, num_workers: int = 0
+    model: Any, data: ParData, split: str, batch_size: int = 32, num_workers: int = 0,
+    progress: Optional[bool] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and labels of ``data[split]``, in data set order (no augmentation).
 
     Images go through :class:`~par_prompt.data.ImageTransform` built from the model's
     image processor, i.e. the same size, padding and normalisation as at inference.
+    ``progress``: show a progress bar over the batches (None: unless transformers' or
+    datasets' progress bars are switched off; see :mod:`par_prompt.progress`).
+    :class:`EvaluationError` when the model returns NaN or infinite probabilities.
     """
     from torch.utils.data import DataLoader
 
@@ -207,7 +226,20 @@ def predict_split(
         raise EvaluationError(f"num_workers must be 0 or more, got {num_workers}.")
     dataset = data.with_image_transforms(_image_transform(model), train_split=None)[split]
     loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
-    return collect_predictions(model, loader)
+    bar = progress_bar(loader, total=len(loader), desc=f"evaluate {split}", unit="batch", enabled=progress)
+    try:
+        probs, labels = collect_predictions(model, bar)
+    finally:
+        bar.close()
+    bad = ~np.isfinite(probs)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise EvaluationError(
+            f"The model returned NaN or infinite probabilities for {rows.size} of {len(probs)} images of the "
+            f"{split!r} split (first: image {int(rows[0])}): its weights or its image processor settings hold "
+            "NaN/inf values, or the computation overflowed in half precision. Re-download or re-save the model."
+        )
+    return probs, labels
 
 
 def calibrate_on_split(
@@ -255,28 +287,32 @@ class EvaluationResult:
     def num_images(self) -> int:
         return self.metrics.num_samples
 
-    def paper_numbers(self) -> dict[str, float]:
-        """mA, Acc, Prec, Rec, F1 in percent, rounded to two decimals (the paper's format)."""
-        return {title: round(100 * getattr(self.metrics, field), 2) for title, field in PAPER_COLUMNS}
+    def paper_numbers(self) -> dict[str, Optional[float]]:
+        """mA, Acc, Prec, Rec, F1 in percent, rounded to two decimals (the paper's format);
+        ``None`` for "n/a" (mA when no attribute has both positives and negatives)."""
+        return {title: _percent(getattr(self.metrics, field)) for title, field in PAPER_COLUMNS}
 
     def paper_row(self) -> str:
         """``mA 87.47 | Acc 83.78 | Prec 89.27 | Rec 91.70 | F1 90.15 | threshold global 0.50``."""
-        cells = [f"{title} {100 * getattr(self.metrics, field):.2f}" for title, field in PAPER_COLUMNS]
+        cells = [f"{title} {percent(getattr(self.metrics, field))}" for title, field in PAPER_COLUMNS]
         return " | ".join(cells + [f"threshold {self.threshold.describe()}"])
 
     def report(self) -> str:
-        """The text the CLI prints: a header, the paper row and the per-attribute table."""
+        """The text the CLI prints: a header, the paper row, the label-based means and the
+        per-attribute table."""
         header = (
             f"PromptPAR evaluation of {self.model or 'the model'} on {self.dataset or 'the data set'}, "
             f"split {self.split!r} ({self.num_images} images)"
         )
-        return "\n".join([header, "", self.paper_row(), "", self.metrics.per_attribute_table()])
+        return "\n".join([header, "", self.paper_row(), self.metrics.label_row(), "",
+                          self.metrics.per_attribute_table()])
 
     def to_json_dict(self) -> dict[str, Any]:
         """Everything printed, as JSON-ready data.
 
-        ``paper_row`` and ``per_attribute`` are in percent with two decimals, as printed;
-        ``metrics`` holds the unrounded fractions of :meth:`ParMetrics.as_dict`.
+        ``paper_row``, ``label_based`` and ``per_attribute`` are in percent with two
+        decimals, as printed; ``metrics`` holds the unrounded fractions of
+        :meth:`ParMetrics.as_dict`. "n/a" is ``None`` everywhere.
         """
         m = self.metrics
         thresholds = self.threshold.values(len(m.attribute_names))
@@ -286,9 +322,12 @@ class EvaluationResult:
                 "threshold": thresholds[i],
                 "num_positives": m.num_positives[i],
                 "num_negatives": m.num_negatives[i],
-                "positive_recall": round(100 * m.positive_recall[i], 2),
-                "negative_recall": round(100 * m.negative_recall[i], 2),
-                "mA": round(100 * m.attribute_mA[i], 2),
+                "positive_recall": _percent(m.positive_recall[i]),
+                "negative_recall": _percent(m.negative_recall[i]),
+                "mA": _percent(m.attribute_mA[i]),
+                "precision": _percent(m.attribute_precision[i]),
+                "f1": _percent(m.attribute_f1[i]),
+                "average_precision": _percent(m.average_precision[i]),
             }
             for i, name in enumerate(m.attribute_names)
         ]
@@ -308,15 +347,31 @@ class EvaluationResult:
                 None if self.calibration_split is None
                 else {"split": self.calibration_split, "num_images": self.calibration_images}
             ),
-            "units": {"paper_row": "percent", "per_attribute": "percent", "metrics": "fraction"},
+            "units": {"paper_row": "percent", "label_based": "percent", "per_attribute": "percent",
+                      "metrics": "fraction"},
             "paper_row": self.paper_numbers(),
+            "label_based": {
+                "mA": _percent(m.mA),
+                "mAP": _percent(m.mAP),
+                "precision": _percent(m.mean_attribute_precision),
+                "f1": _percent(m.mean_attribute_f1),
+                "num_attributes_scored": m.num_attributes_scored,
+                "num_attributes": len(m.attribute_names),
+            },
             "per_attribute": per_attribute,
             "metrics": m.as_dict(),
         }
 
 
+def _percent(value: Optional[float]) -> Optional[float]:
+    """A fraction in percent with two decimals; ``None`` ("n/a") stays ``None``."""
+    return None if value is None else round(100 * value, 2)
+
+
 def write_json(data: dict[str, Any], path: Union[str, os.PathLike]) -> Path:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed into place)."""
+    """Write ``data`` as indented JSON, atomically (a temporary file renamed into place),
+    creating missing folders. (The ``evaluate`` command checks its ``--output`` with
+    :func:`par_prompt.fileio.check_output_file` before evaluating.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_json_atomic(path, data)

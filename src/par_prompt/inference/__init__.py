@@ -5,10 +5,12 @@ from .pipeline import PedestrianAttributeRecognitionPipeline, register_pipeline
 from .predict import (
            AttributePrediction,
            ImageInputError,
+           NonFiniteOutputError,
+           check_image_processor,
            iter_predictions,
            predict,
            predict_probabilities,
 )
 
-__all__ = ["AttributePrediction", "ImageInputError", "PedestrianAttributeRecognitionPipeline", "iter_predictions",
-           "predict", "predict_probabilities", "register_pipeline"]
+__all__ = ["AttributePrediction", "ImageInputError", "NonFiniteOutputError", "PedestrianAttributeRecognitionPipeline",
+           "check_image_processor", "iter_predictions", "predict", "predict_probabilities", "register_pipeline"]

@@ -1,22 +1,33 @@
 """The ``par-prompt predict`` and ``par-prompt visualize`` subcommands.
 
 ``register(subparsers)`` adds both to the main parser (``par_prompt.cli``). Exit codes:
-0 when every image was processed, 1 when some input could not be read (each such error
-is reported on stderr and the other images are still processed), 2 when nothing could
-run (the model does not load, the output cannot be written).
+0 when every image was processed, 1 when some input image could not be read (each such
+error is reported on stderr and the other images are still processed), 2 when nothing
+could run: a bad option or input list (:mod:`par_prompt.inference.inputs`), an output
+that cannot be written (checked before the model is loaded), a device that is not
+there, a model that does not load or whose image processor does not fit it, or a model
+that returns NaN. Output files are written atomically: an interrupted or failed run
+leaves no partial file.
+
+The pieces a predictor other than PromptPARModel needs (:func:`prepare_predict`,
+:func:`resolve_device`, :func:`write_predictions`, and the inputs and writers modules)
+are plain functions, shared.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
+import os
 import sys
-from contextlib import contextmanager
-from typing import Any, Iterator, TextIO
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterable, Iterator, Optional
 
-FORMATS = ("table", "json", "csv")
+from ..cli import report_error
+from .writers import FORMATS
+
+#: Side of a visualize panel, in pixels (bounded: the picture grows with its square).
+MIN_PANEL, MAX_PANEL = 16, 1024
 
 
 def probability(text: str) -> float:
@@ -30,15 +41,23 @@ def probability(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def bounded_int(low: int, high: Optional[int] = None):
+    """argparse type: an integer in ``low..high`` (no upper bound when ``high`` is None)."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return integer
+
+
+positive_int = bounded_int(1)
 
 
 def _model_arguments(parser: argparse.ArgumentParser, onnx: bool = False) -> None:
@@ -49,7 +68,8 @@ def _model_arguments(parser: argparse.ArgumentParser, onnx: bool = False) -> Non
         source.add_argument("--onnx", metavar="FILE.onnx", help="instead of --model: a file written by `par-prompt "
                             'export onnx`, run on ONNX Runtime (needs pip install "par-prompt[onnx]")')
     parser.add_argument("--revision", default=None, help="Hub revision of the model (branch, tag or commit)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     parser.add_argument("--threshold", type=probability, default=None, metavar="T",
                         help="probability threshold in [0, 1] (default: the model's stored thresholds)")
     parser.add_argument("--verbose", action="store_true", help="keep the transformers loading messages")
@@ -57,14 +77,30 @@ def _model_arguments(parser: argparse.ArgumentParser, onnx: bool = False) -> Non
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``predict`` and ``visualize``."""
+    from .inputs import IMAGE_EXTENSIONS
+
     predict = subparsers.add_parser(
         "predict", help="predict pedestrian attributes of images",
-        description="Predict the attributes of each image with a saved PromptPAR model. An unreadable image is "
-                    "reported on stderr and skipped; the exit code is then 1.",
+        description="Predict the attributes of each image with a saved PromptPAR model. An INPUT is an image file, "
+                    "a folder (its images, sorted by name: extensions " + " ".join(IMAGE_EXTENSIONS)
+                    + " in any case; hidden files skipped; subfolders with --recursive) or @LIST, a text file with "
+                    "one image path per line (relative paths are relative to the list's folder; blank lines and "
+                    "lines starting with # are ignored). An unreadable image is reported on stderr and skipped; "
+                    "the exit code is then 1. A progress bar on stderr follows more than one image (off when "
+                    "transformers' or datasets' progress bars are disabled).",
     )
     _model_arguments(predict, onnx=True)
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    predict.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    predict.add_argument("images", nargs="+", metavar="INPUT", help="image files, folders or @list.txt files")
+    predict.add_argument("--recursive", action="store_true", help="also take the images in subfolders of a folder")
+    predict.add_argument("--output", default=None, metavar="FILE",
+                         help="write the results to FILE (atomically: complete or not at all) instead of the "
+                              "console; the format follows the extension (.jsonl JSON lines, .json JSON, .csv CSV, "
+                              ".txt table) unless --format is given")
+    predict.add_argument("--format", choices=FORMATS, default=None,
+                         help="output format (default: table on the console, else from the --output extension)")
+    predict.add_argument("--top-k", type=bounded_int(0), default=0, metavar="K",
+                         help="also report the K most probable attributes of each image whatever the threshold, in "
+                              "addition to the attributes above the threshold (default 0: off)")
     predict.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="images per forward pass")
     predict.set_defaults(func=run_predict)
 
@@ -75,9 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _model_arguments(visualize)
     visualize.add_argument("image", metavar="IMAGE", help="image file")
-    visualize.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
-    visualize.add_argument("--top-k", type=int, default=5, metavar="K", help="attributes to draw (default 5)")
-    visualize.add_argument("--panel", type=positive_int, default=160, metavar="PX", help="panel side in pixels")
+    visualize.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (atomically)")
+    visualize.add_argument("--top-k", type=bounded_int(0), default=5, metavar="K",
+                           help="attributes to draw (default 5)")
+    visualize.add_argument("--panel", type=bounded_int(MIN_PANEL, MAX_PANEL), default=160, metavar="PX",
+                           help=f"panel side in pixels, {MIN_PANEL} to {MAX_PANEL} (default 160)")
     visualize.set_defaults(func=run_visualize)
 
 
@@ -85,7 +123,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _error(command: str, message: Any) -> None:
-    print(f"par-prompt {command}: error: {message}", file=sys.stderr)
+    """A per-image error on stderr (printed above a progress bar, if one is shown)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"par-prompt {command}: error: {message}", file=sys.stderr)
+
+
+def resolve_device(name: Optional[str]) -> str:
+    """The torch device to run on: ``name`` checked to exist here (``ValueError`` with the
+    fix otherwise: ``cuda`` without a CUDA build or GPU, ``cuda:3`` on a two-GPU machine,
+    ``mps`` off macOS, a misspelt name), or cuda when available, else cpu."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = ("built without CUDA" if torch.version.cuda is None
+                     else f"built for CUDA {torch.version.cuda}, but no GPU is visible")
+            raise ValueError(
+                f"--device {name} was given but CUDA is not available (PyTorch {torch.__version__} is {build}); "
+                "use --device cpu, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name} was given but Apple's MPS is not available here; use --device cpu")
+    elif device.type == "meta":
+        raise ValueError("--device meta holds no weights and cannot predict; use cpu or cuda")
+    elif device.type != "cpu":
+        backend = getattr(torch, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if not callable(available) or not available():
+            raise ValueError(f"--device {name}: {device.type} is not available here; use --device cpu")
+    return name
 
 
 @contextmanager
@@ -113,83 +190,136 @@ def _quiet_transformers(verbose: bool) -> Iterator[None]:
 
 
 def load_model(args: argparse.Namespace, command: str):
-    """The model named by ``--model`` on ``--device``, or None after reporting why not."""
+    """The model named by ``--model`` on ``--device`` (checked), with its image processor
+    checked against it; None after reporting why not."""
     if getattr(args, "onnx", None):  # predict --onnx: the ONNX Runtime predictor
         from ..onnx.cli import load_predictor
 
         return load_predictor(args, command)
-    import torch
-
     from ..modeling import PromptPARModel
+    from .predict import check_image_processor
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        report_error(command, error)
+        return None
     try:
         with _quiet_transformers(args.verbose):
-            return PromptPARModel.from_pretrained(args.model, revision=args.revision, device=device)
-    except (OSError, ValueError, RuntimeError) as error:
-        _error(command, f"cannot load the model {args.model!r}: {error}")
+            model = PromptPARModel.from_pretrained(args.model, revision=args.revision, device=device)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
+        report_error(command, f"cannot load the model {args.model!r}: {error}")
         return None
+    try:
+        check_image_processor(model)
+    except ValueError as error:
+        report_error(command, f"the model {args.model!r} cannot be used: {error}")
+        return None
+    return model
+
+
+def check_not_an_input(output: str, inputs: Iterable[str], option: str = "--output") -> None:
+    """``ValueError`` if ``output`` is the same file as one of ``inputs`` (an image or a
+    list file: writing it would destroy that input)."""
+    if not os.path.exists(output):
+        return
+    name = os.path.basename(output)
+    for item in inputs:
+        item = str(item)
+        if os.path.basename(item) == name and os.path.exists(item) and os.path.samefile(item, output):
+            raise ValueError(f"{option} {output} is one of the inputs; writing it would destroy that input. "
+                             "Choose another output path")
+
+
+@contextmanager
+def output_stream(path: Optional[str]) -> Iterator[Any]:
+    """stdout, or ``path`` opened by :func:`par_prompt.fileio.atomic_open` (the file is
+    written only when the block ends without an exception)."""
+    from ..fileio import atomic_open
+
+    if path is None:
+        yield sys.stdout
+        return
+    with atomic_open(path, "w", newline="") as handle:
+        yield handle
+
+
+def write_predictions(command: str, results: Iterable[Any], sources: list[str], attributes: list[str], fmt: str,
+                      output: Optional[str] = None, top_k: int = 0) -> int:
+    """Write ``results`` (one per entry of ``sources``, in order: a prediction, or an
+    ``ImageInputError``, which is also reported on stderr) to ``output`` (None: stdout)
+    in ``fmt``, with a progress bar when there is more than one image. Returns the number
+    of failed inputs. An exception (NaN probabilities, Ctrl-C) leaves no output file."""
+    from ..progress import progress_bar
+    from .writers import PredictionWriter, is_error
+
+    failures = 0
+    bar = progress_bar(total=len(sources), desc=command, unit="image", enabled=len(sources) > 1, file=sys.stderr)
+    try:
+        with output_stream(output) as stream:
+            writer = PredictionWriter(fmt, stream, attributes, sources, top_k)
+            # a record printed while the bar is drawn on the same terminal would break the bar's line
+            shared_terminal = stream is sys.stdout and not bar.disable and sys.stdout.isatty() and sys.stderr.isatty()
+            for result in results:
+                if is_error(result):
+                    failures += 1
+                    _error(command, result)
+                with bar.external_write_mode(file=sys.stdout) if shared_terminal else nullcontext():
+                    writer.write(result)
+                bar.update(1)
+            writer.close()
+    finally:
+        bar.close()
+    return failures
 
 
 # --------------------------------------------------------------------------- predict
 
 
-class _Writer:
-    """Writes results to ``out`` as they come, in one of :data:`FORMATS`."""
+def prepare_predict(args: argparse.Namespace, command: str = "predict") -> Optional[tuple[list[str], str]]:
+    """The checks of ``predict`` that need no model, done first: (image paths, output
+    format), or None after reporting the problem (device, inputs, output path, format)."""
+    from ..fileio import check_output_file
+    from .inputs import expand_inputs
+    from .writers import output_format
 
-    def __init__(self, fmt: str, out: TextIO, attributes: list[str], sources: list[str]) -> None:
-        self.fmt, self.out, self.attributes = fmt, out, attributes
-        self.records: list[dict] = []
-        self.width = max(len("image"), *(len(s) for s in sources))
-        if fmt == "csv":
-            self.csv = csv.writer(out)
-            self.csv.writerow(["index", "image", "attributes", "error", *attributes])
-        elif fmt == "table":
-            out.write(f"{'image':<{self.width}}  attributes above threshold (probability)\n")
-
-    def write(self, result) -> None:
-        from .predict import ImageInputError
-
-        failed = isinstance(result, ImageInputError)
-        if self.fmt == "json":
-            self.records.append({"index": result.index, "source": result.source, "error": result.reason}
-                                if failed else result.to_dict())
-        elif self.fmt == "csv":
-            if failed:
-                self.csv.writerow([result.index, result.source, "", result.reason, *([""] * len(self.attributes))])
-            else:
-                row = [f"{result.probabilities[name]:.4f}" for name in self.attributes]
-                self.csv.writerow([result.index, result.source, ";".join(result.attributes), "", *row])
-        else:
-            text = (f"ERROR: {result.reason}" if failed else
-                    ", ".join(f"{name} ({result.probabilities[name]:.2f})" for name in result.attributes) or "(none)")
-            self.out.write(f"{result.source:<{self.width}}  {text}\n")
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.fmt == "json":
-            json.dump(self.records, self.out, indent=2)
-            self.out.write("\n")
+    try:
+        resolve_device(args.device)
+        if args.output is not None:
+            check_output_file(args.output, "--output")
+        fmt = output_format(args.output, args.format)
+        images = expand_inputs(args.images, recursive=args.recursive)
+        if args.output is not None:
+            lists = [a[1:] for a in map(str, args.images) if a.startswith("@")]
+            check_not_an_input(args.output, images + lists)
+    except ValueError as error:
+        report_error(command, error)
+        return None
+    return images, fmt
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``predict``: one output record per image, errors on stderr."""
-    from .predict import ImageInputError, iter_predictions
+    from .predict import NonFiniteOutputError, iter_predictions
 
+    prepared = prepare_predict(args)
+    if prepared is None:
+        return 2
+    images, fmt = prepared
     model = load_model(args, "predict")
     if model is None:
         return 2
-    writer = _Writer(args.format, sys.stdout, list(model.config.attributes), list(args.images))
-    failures = 0
-    for result in iter_predictions(model, args.images, threshold=args.threshold, batch_size=args.batch_size,
-                                   return_errors=True):
-        if isinstance(result, ImageInputError):
-            failures += 1
-            _error("predict", result)
-        writer.write(result)
-    writer.close()
+    results = iter_predictions(model, images, threshold=args.threshold, batch_size=args.batch_size,
+                               return_errors=True)
+    try:
+        failures = write_predictions("predict", results, images, list(model.config.attributes), fmt,
+                                     args.output, args.top_k)
+    except (NonFiniteOutputError, OSError) as error:
+        return report_error("predict", error)
+    if args.output is not None:
+        print(f"wrote {args.output} ({len(images)} images, {fmt})")
     if failures:
-        _error("predict", f"{failures} of {len(args.images)} images could not be processed")
+        _error("predict", f"{failures} of {len(images)} images could not be processed")
         return 1
     return 0
 
@@ -198,33 +328,40 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_visualize(args: argparse.Namespace) -> int:
-    """Run ``visualize``: write the PNG, print what was predicted."""
-    from pathlib import Path
+    """Run ``visualize``: write the PNG (atomically), print what was predicted."""
+    from ..fileio import atomic_open, check_output_file
+    from .predict import ImageInputError, NonFiniteOutputError
+    from .visualize import attention_maps, check_figure, render
 
-    from .predict import ImageInputError
-    from .visualize import attention_maps, render
-
-    out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        _error("visualize", f"the directory of --out ({out.parent}) does not exist")
-        return 2
-    if args.top_k < 0:
-        _error("visualize", f"--top-k must be 0 or more, got {args.top_k}")
-        return 2
+    try:
+        resolve_device(args.device)
+        check_output_file(args.out, "--out")
+        check_not_an_input(args.out, [args.image], "--out")
+    except ValueError as error:
+        return report_error("visualize", error)
     model = load_model(args, "visualize")
     if model is None:
         return 2
+    config = model.config
+    try:  # the picture's size follows from the config: refuse a huge one before any work
+        drawn = min(args.top_k, config.num_attributes) if config.fusion_layers > 0 else 0
+        regions = config.num_regions if config.prompts_per_group > 0 else 0
+        check_figure(regions, drawn, config.num_attributes, args.panel)
+    except ValueError as error:
+        return report_error("visualize", error)
     try:
         maps = attention_maps(model, args.image, threshold=args.threshold)
     except ImageInputError as error:
         _error("visualize", error)
         return 1
+    except NonFiniteOutputError as error:
+        return report_error("visualize", error)
     picture = render(maps, top_k=args.top_k, panel=args.panel)
     try:
-        picture.save(out, format="PNG")
+        with atomic_open(args.out, "wb") as handle:
+            picture.save(handle, format="PNG")
     except OSError as error:
-        _error("visualize", f"cannot write {out}: {error}")
-        return 2
+        return report_error("visualize", f"cannot write {args.out}: {error}")
     above = [name for name, p, t in zip(maps.attributes, maps.probabilities, maps.thresholds) if p > t]
-    print(f"wrote {out} ({picture.width}x{picture.height}); attributes: {', '.join(above) or '(none)'}")
+    print(f"wrote {args.out} ({picture.width}x{picture.height}); attributes: {', '.join(above) or '(none)'}")
     return 0

@@ -6,13 +6,21 @@ The path of one image::
           --model forward, torch.inference_mode--> logits --sigmoid--> probabilities
           --thresholds--> attributes
 
-* Loading: a path is checked to exist and decoded (a large JPEG at reduced scale, so a
+* The image processor is checked first (:func:`check_image_processor`): its settings
+  must be valid and its ``size`` must equal the image size of the model's CLIP tower,
+  so a broken ``preprocessor_config.json`` fails before any image is read.
+* Loading: a path is checked to exist and to be a regular file (a FIFO, a device or a
+  socket would block or never end) and decoded (a large JPEG at reduced scale, so a
   10000×10000 photo never sits in memory at full size); arrays and tensors become PIL
   images. Images smaller than :data:`MIN_IMAGE_SIDE` pixels on a side are refused: they
   carry no attribute information (a 1×1 input is a broken file, not a pedestrian).
+* Each image goes through the processor right after it is decoded, so a batch holds
+  ``batch_size`` resized ``(3, S, S)`` tensors, never ``batch_size`` full-size images.
 * Every failure of one input raises :class:`ImageInputError` naming its position and
   source, before any model work on its batch; with ``return_errors=True`` the error
   takes the input's place in the results instead and the other inputs are processed.
+* A probability that is not a finite number (NaN weights, an overflow) raises
+  :class:`NonFiniteOutputError`: it is never reported as "no attribute".
 * The text tower runs once: PromptPARModel caches its sentence features in eval mode,
   so every batch after the first runs the vision tower, the fusion layer and the heads.
 * An attribute is predicted when its probability is strictly above its threshold, as in
@@ -51,6 +59,10 @@ class ImageInputError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class NonFiniteOutputError(ValueError):
+    """The model returned a probability that is not a finite number (NaN or inf)."""
+
+
 @dataclass(frozen=True)
 class AttributePrediction:
     """The prediction for one image.
@@ -69,6 +81,14 @@ class AttributePrediction:
     threshold: Threshold
     source: Optional[str] = None
     index: int = 0
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most probable attributes as ``(name, probability)``, most probable
+        first (ties in attribute order), whatever the threshold."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"k must be an integer >= 0, got {k!r}")
+        ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])  # sorted() is stable
+        return ranked[:k]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (plain floats, lists and strings)."""
@@ -152,6 +172,25 @@ def describe_source(value: Any) -> Optional[str]:
     return getattr(value, "filename", None) or None
 
 
+def check_image_file(path: Path, index: int, source: Optional[str]) -> None:
+    """:class:`ImageInputError` unless ``path`` is an existing regular file (a FIFO,
+    device or socket is refused before it is opened: reading it could block forever)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode  # follows symbolic links
+    except FileNotFoundError:
+        raise ImageInputError(index, source, "the file does not exist") from None
+    except OSError as error:
+        raise ImageInputError(index, source, f"cannot read the file: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        raise ImageInputError(index, source, "this is a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise ImageInputError(index, source, f"this is {kind}, not an image file; give a regular image file")
+
+
 def load_image(value: Any, index: int, size_hint: Optional[int] = None):
     """``value`` as a decoded PIL image; :class:`ImageInputError` naming it otherwise.
 
@@ -163,14 +202,13 @@ def load_image(value: Any, index: int, size_hint: Optional[int] = None):
     try:
         if isinstance(value, (str, Path)):
             path = Path(value)
-            if not path.exists():
-                raise ImageInputError(index, source, "the file does not exist")
-            if path.is_dir():
-                raise ImageInputError(index, source, "this is a directory, not an image file")
+            check_image_file(path, index, source)
             image = decode_image(path, index, size_hint=size_hint)
         elif isinstance(value, (np.ndarray, torch.Tensor)):
             image = array_to_pil(value, index)
         else:
+            if isinstance(value, dict) and value.get("bytes") is None and value.get("path") is not None:
+                check_image_file(Path(value["path"]), index, source)
             image = decode_image(value, index, size_hint=size_hint)
     except ImageInputError:
         raise
@@ -187,9 +225,38 @@ def load_image(value: Any, index: int, size_hint: Optional[int] = None):
 
 
 def preprocess_image(processor, value: Any, index: int) -> torch.Tensor:
-    """Load and preprocess one input: ``(3, S, S)`` float32."""
+    """Load and preprocess one input: ``(3, S, S)`` float32. The decoded image is dropped
+    as soon as it is resized, so only the tensor outlives the call."""
     image = load_image(value, index, size_hint=getattr(processor, "size", None))
     return _process_one(processor, image, index, describe_source(value))
+
+
+def model_image_size(model) -> int:
+    """The side of the square images the model's CLIP vision tower takes."""
+    return int(model.config.get_clip_config().vision_config.image_size)
+
+
+def check_image_processor(model, processor: Any = None):
+    """The processor to use for ``model`` (``model.image_processor`` unless given),
+    checked: present, with valid settings, and with ``size`` equal to the image size of
+    the model's CLIP vision tower. ``ValueError`` with the fix otherwise."""
+    processor = model.image_processor if processor is None else processor
+    if processor is None:
+        raise ValueError(
+            "This model has no image processor attached. Load it with PromptPARModel.from_pretrained, or call "
+            "model.attach_image_processor(PromptPARImageProcessor(size=...))."
+        )
+    validate = getattr(processor, "validate", None)
+    if callable(validate):
+        validate()
+    expected, size = model_image_size(model), getattr(processor, "size", None)
+    if size != expected:
+        raise ValueError(
+            f"the image processor resizes images to {size!r} pixels but the model's CLIP vision tower takes "
+            f"{expected}×{expected}; set \"size\": {expected} in the model's preprocessor_config.json (or attach "
+            f"PromptPARImageProcessor(size={expected}))"
+        )
+    return processor
 
 
 def _process_one(processor, image, index: int, source: Optional[str]) -> torch.Tensor:
@@ -237,10 +304,28 @@ def _check_batch_size(batch_size: Any) -> None:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
+def check_finite(probabilities: torch.Tensor, entries: list[tuple[int, Optional[str]]]) -> None:
+    """:class:`NonFiniteOutputError` naming the first inputs whose probabilities (B, N)
+    hold NaN or inf; ``entries`` gives each row's (index, source)."""
+    bad_rows = (~torch.isfinite(probabilities)).any(dim=1).nonzero().flatten().tolist()
+    if not bad_rows:
+        return
+    named = ", ".join(f"input {entries[r][0]}" + (f" ({entries[r][1]})" if entries[r][1] else "")
+                      for r in bad_rows[:3])
+    more = f" and {len(bad_rows) - 3} more" if len(bad_rows) > 3 else ""
+    raise NonFiniteOutputError(
+        f"the model returned NaN or infinite probabilities for {named}{more}: its weights or its image processor "
+        "settings hold NaN/inf values (or the computation overflowed in half precision). Re-download or re-save the "
+        "model, or run it in float32."
+    )
+
+
 def to_predictions(config, probabilities: torch.Tensor, thresholds: torch.Tensor, shown: Threshold,
                    entries: list[tuple[int, Optional[str]]]) -> list[AttributePrediction]:
     """One :class:`AttributePrediction` per row of ``probabilities`` (B, N); ``entries``
-    gives each row's (index, source), ``shown`` the threshold as reported."""
+    gives each row's (index, source), ``shown`` the threshold as reported.
+    :class:`NonFiniteOutputError` if a probability is NaN or infinite."""
+    check_finite(probabilities, entries)
     names = config.attributes
     above = (probabilities > thresholds[None, :]).tolist()
     results = []
@@ -267,12 +352,7 @@ def iter_predictions(
     lazily, ``batch_size`` at a time; the model stays in eval mode until the iterator
     is exhausted or closed."""
     _check_batch_size(batch_size)
-    processor = model.image_processor
-    if processor is None:
-        raise ValueError(
-            "This model has no image processor attached. Load it with PromptPARModel.from_pretrained, or call "
-            "model.attach_image_processor(PromptPARImageProcessor(size=...))."
-        )
+    processor = check_image_processor(model)
     thresholds, shown = resolve_thresholds(model.config, threshold)
     inputs = enumerate(iter_inputs(images))
     with evaluation_mode(model):  # once for all batches, so the text features stay cached
@@ -282,57 +362,31 @@ def iter_predictions(
 
 def _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, return_errors) -> list:
     """Results for up to ``batch_size`` (index, input) pairs, in order: each input is
-    loaded (and checked) on its own, then the loaded images go through the processor
-    and the model as one batch."""
+    loaded, checked and resized on its own (only its ``(3, S, S)`` tensor is kept), then
+    the tensors go through the model as one batch."""
     results: list[Union[None, AttributePrediction, ImageInputError]] = [None] * len(chunk)
-    loaded = []  # (position in chunk, index, source, PIL image)
-    size_hint = getattr(processor, "size", None)
+    kept, tensors = [], []  # (position in chunk, index, source), (3, S, S)
     for position, (index, value) in enumerate(chunk):
         try:
-            image = load_image(value, index, size_hint=size_hint)
-            loaded.append((position, index, describe_source(value), image))
+            tensors.append(preprocess_image(processor, value, index))
+            kept.append((position, index, describe_source(value)))
         except ImageInputError as error:
             if not return_errors:
                 raise
             results[position] = error
-    loaded, pixel_values = _preprocess_batch(processor, loaded, results, return_errors)
-    if loaded:
+    if kept:
         try:
-            probabilities = predict_probabilities(model, pixel_values, batch_size)
+            probabilities = predict_probabilities(model, torch.stack(tensors), batch_size)
         except Exception as error:
             if hasattr(error, "add_note"):  # Python >= 3.11
                 error.add_note(f"(while running the model on inputs {chunk[0][0]} to {chunk[-1][0]})")
             raise
-        entries = [(index, source) for _, index, source, _ in loaded]
-        for (position, *_), prediction in zip(loaded, to_predictions(model.config, probabilities, thresholds,
-                                                                      shown, entries)):
+        del tensors
+        entries = [(index, source) for _, index, source in kept]
+        for (position, *_), prediction in zip(kept, to_predictions(model.config, probabilities, thresholds,
+                                                                    shown, entries)):
             results[position] = prediction
     return results
-
-
-def _preprocess_batch(processor, loaded: list, results: list, return_errors: bool):
-    """The images of ``loaded`` through the processor: (entries kept, ``(B, 3, S, S)``).
-
-    One processor call for the whole batch; should it fail anyway, each image is
-    processed on its own so that the failing input is named (with ``return_errors``
-    its error goes into ``results`` and the others are kept)."""
-    if not loaded:
-        return [], None
-    try:
-        return loaded, processor([image for *_, image in loaded], return_tensors="pt")["pixel_values"]
-    except (ValueError, OSError):
-        pass
-    kept, tensors = [], []
-    for entry in loaded:
-        position, index, source, image = entry
-        try:
-            tensors.append(_process_one(processor, image, index, source))
-            kept.append(entry)
-        except ImageInputError as failure:
-            if not return_errors:
-                raise
-            results[position] = failure
-    return kept, torch.stack(tensors) if tensors else None
 
 
 def predict(
@@ -359,9 +413,12 @@ def predict(
         One :class:`AttributePrediction` per image, in input order.
 
     Raises:
-        ImageInputError: an input cannot be read (missing file, corrupt image, wrong
-            array shape, smaller than :data:`MIN_IMAGE_SIDE`), naming its index.
-        ValueError: a threshold outside [0, 1] or a bad ``batch_size``.
+        ImageInputError: an input cannot be read (missing file, not a regular file,
+            corrupt image, wrong array shape, smaller than :data:`MIN_IMAGE_SIDE`),
+            naming its index.
+        NonFiniteOutputError: the model returned NaN or infinite probabilities.
+        ValueError: a threshold outside [0, 1], a bad ``batch_size``, or an image
+            processor that is missing, invalid or sized for another model.
     """
     return list(iter_predictions(model, images, threshold, batch_size, return_errors=return_errors))
 

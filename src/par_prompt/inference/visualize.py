@@ -24,6 +24,9 @@ pictures do not depend on the attention implementation (sdpa or eager).
                                               and the model has a fusion layer)
            + LINE + N · BAR + MARGIN          bar chart of the N probabilities
 
+``panel`` lies in :data:`MIN_PANEL`..:data:`MAX_PANEL` and the whole picture holds at
+most :data:`MAX_FIGURE_PIXELS` pixels; both are checked before anything is drawn.
+
 Heat is drawn blue (low) to red (high), each panel scaled to its own range, blended
 over the model's view of the image (padded to a square and resized, as the processor
 does); region panels outline their band of rows. The bar chart lists every attribute,
@@ -41,13 +44,23 @@ import torch
 
 from ..data.transforms import fit_to_square
 from ..tuner.layout import region_layout
-from .predict import evaluation_mode, load_image, resolve_thresholds
+from .predict import (
+    check_finite,
+    check_image_processor,
+    describe_source,
+    evaluation_mode,
+    load_image,
+    resolve_thresholds,
+)
 
 MARGIN = 8
 LINE = 16  # height of a caption line
 BAR = 14  # height of one bar of the chart
 MIN_WIDTH = 480
 PANEL = 160
+MIN_PANEL, MAX_PANEL = 16, 1024
+#: Largest picture :func:`render` draws (120 MB as RGB); above it the request is refused.
+MAX_FIGURE_PIXELS = 40_000_000
 
 # Blue -> cyan -> yellow -> red, for heat 0 -> 1 (the paper's "red high, blue low").
 _HEAT_STOPS = np.array([0.0, 0.35, 0.65, 1.0])
@@ -138,9 +151,7 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
     """Run ``model`` on one image (anything :func:`~par_prompt.inference.predict`
     takes) and collect its attention maps; see the module docstring."""
     config = model.config
-    processor = model.image_processor
-    if processor is None:
-        raise ValueError("This model has no image processor attached; load it with PromptPARModel.from_pretrained.")
+    processor = check_image_processor(model)
     thresholds, _ = resolve_thresholds(config, threshold)
     picture = load_image(image, 0, size_hint=getattr(processor, "size", None))
     view = fit_to_square(picture, processor.size, getattr(processor, "pad_fill", 0), getattr(processor, "resample", 3))
@@ -182,12 +193,14 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
         vision_capture.remove()
         if fusion_capture is not None:
             fusion_capture.remove()
+    probabilities = torch.sigmoid(logits.float()).cpu()
+    check_finite(probabilities, [(0, describe_source(image))])
     return AttentionMaps(
         image=view,
         region_heat=torch.stack(region_heat).cpu().numpy(),
         region_rows=list(layout.region_rows),
         attribute_heat=None if attribute_heat is None else attribute_heat.cpu().numpy(),
-        probabilities=torch.sigmoid(logits.float())[0].cpu().numpy(),
+        probabilities=probabilities[0].numpy(),
         thresholds=thresholds.numpy(),
         attributes=list(config.attributes),
     )
@@ -244,18 +257,33 @@ def _fit(draw, text: str, width: float, font) -> str:
     return text + "…"
 
 
+def check_figure(num_regions: int, top_k: int, num_attributes: int, panel: int) -> tuple[int, int]:
+    """:func:`figure_size`, after checking that ``panel`` lies in MIN_PANEL..MAX_PANEL,
+    ``top_k`` >= 0 and that the picture stays within :data:`MAX_FIGURE_PIXELS`."""
+    if isinstance(panel, bool) or not isinstance(panel, int) or not MIN_PANEL <= panel <= MAX_PANEL:
+        raise ValueError(f"panel must be an integer in {MIN_PANEL}..{MAX_PANEL} pixels, got {panel!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be 0 or more, got {top_k!r}")
+    width, height = figure_size(num_regions, top_k, num_attributes, panel)
+    if width * height > MAX_FIGURE_PIXELS:
+        raise ValueError(
+            f"the picture would be {width}×{height} pixels, above the limit of {MAX_FIGURE_PIXELS:,}; "
+            "choose a smaller panel or top_k"
+        )
+    return width, height
+
+
 def render(maps: AttentionMaps, top_k: int = 5, panel: int = PANEL):
-    """Compose the picture described in the module docstring; returns a PIL RGB image."""
+    """Compose the picture described in the module docstring; returns a PIL RGB image.
+    ``ValueError`` (before anything is allocated) for a panel outside
+    MIN_PANEL..MAX_PANEL, a negative ``top_k`` or a picture above MAX_FIGURE_PIXELS."""
     from PIL import Image, ImageDraw
 
-    if panel < 16:
-        raise ValueError(f"panel must be at least 16 pixels, got {panel}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be 0 or more, got {top_k}")
+    check_figure(0, top_k, 0, panel)  # the arguments themselves, before top_attributes uses top_k
     num_attributes = len(maps.attributes)
     top = maps.top_attributes(top_k) if maps.attribute_heat is not None else []
     regions = len(maps.region_rows)
-    width, height = figure_size(regions, len(top), num_attributes, panel)
+    width, height = check_figure(regions, len(top), num_attributes, panel)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     font = _font()

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+import functools
+import math
+import numbers
+import re
+from collections import Counter
+from typing import Any, Optional, Sequence, Union, get_args, get_origin, get_type_hints
 
 from transformers import CLIPConfig, PreTrainedConfig, ViTConfig
 
 from ..tuner.config import RegionPromptConfig
+from ..tuner.layout import region_bands
 
 PAPER_FUSION_CHECKPOINT = "google/vit-base-patch16-224"
+
+# Upper bounds on sizes that a config.json controls and nothing else bounds, checked before
+# anything is allocated (documented in docs/saving.md). The paper's largest settings
+# (105 attributes; 200 prompts per group, i.e. 1005 prompt tokens + 256 patches) fit easily.
+MAX_ATTRIBUTES = 4096
+MAX_SENTENCE_CHARACTERS = 4096
+MAX_VISUAL_TOKENS = 4096
+FINGERPRINT_PATTERN = re.compile(r"(fp16|bf16):[0-9a-f]{16}")
+BASE_NAMES = ("clip", "fusion")
 
 # RegionPromptConfig fields that PromptPARConfig carries (same names and defaults).
 REGION_PROMPT_FIELDS = (
@@ -21,6 +36,60 @@ def _as_dict(config: Union[None, dict, PreTrainedConfig]) -> Optional[dict]:
     if config is None or isinstance(config, dict):
         return config
     return config.to_dict()
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON-like ``value`` has the type ``hint`` (of a PromptPARConfig argument)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Union:
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is dict or origin is dict:
+        key, item = args or (Any, Any)
+        return isinstance(value, dict) and all(_matches(k, key) and _matches(v, item) for k, v in value.items())
+    if origin is not None and issubclass(origin, Sequence):
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union:
+        return " or ".join(_describe(arg) for arg in args)
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "an object"}
+    if hint in names:
+        return names[hint]
+    if origin is dict:
+        return f"an object of {_describe(args[1])} values"
+    if origin is not None and issubclass(origin, Sequence):
+        return f"a list (each {_describe(args[0])})"
+    return f"a {getattr(hint, '__name__', hint)}"
+
+
+@functools.lru_cache(maxsize=1)
+def _argument_hints() -> dict[str, Any]:
+    hints = get_type_hints(PromptPARConfig.__init__)
+    return {name: hint for name, hint in hints.items() if name not in ("kwargs", "return")}
+
+
+def _check_argument_types(values: dict[str, Any]) -> None:
+    """A clear ValueError naming the first argument whose value has the wrong type (e.g.
+    a string threshold or a JSON list read from config.json)."""
+    hints = _argument_hints()
+    for name, value in values.items():
+        hint = hints.get(name)
+        if hint is not None and not _matches(value, hint):
+            raise ValueError(f"{name} must be {_describe(hint)}, got {value!r:.80} ({type(value).__name__}).")
 
 
 class PromptPARConfig(PreTrainedConfig):
@@ -48,6 +117,17 @@ class PromptPARConfig(PreTrainedConfig):
         threshold: probability threshold for predictions and metrics.
         attribute_thresholds: optional per-attribute thresholds (calibrated), overriding
             ``threshold``.
+        visual_post_layernorm: pass the visual tokens through CLIP's post-layernorm before
+            the visual projection (docs/method.md §2). False reproduces the official
+            PromptPAR code, which skips it (models imported with ``import-official``).
+        save_id, base_fingerprints, sentence_token_ids: written by ``save_pretrained``
+            and checked by ``from_pretrained`` (leave them None): the id shared by the
+            files of one save, fingerprints of the frozen CLIP and fusion weights, and the
+            token ids of the sentences, which the loaded tokenizer must reproduce.
+
+    Every value is checked at construction (types, ranges, and sizes against the backbone
+    architectures, with the limits ``MAX_ATTRIBUTES``, ``MAX_SENTENCE_CHARACTERS`` and
+    ``MAX_VISUAL_TOKENS``); a bad value is a ValueError that names the field.
     """
 
     model_type = "prompt_par"
@@ -76,13 +156,28 @@ class PromptPARConfig(PreTrainedConfig):
         gl_threshold: float = 0.5,
         threshold: float = 0.5,
         attribute_thresholds: Optional[Sequence[float]] = None,
+        visual_post_layernorm: bool = True,
         initializer_range: float = 0.02,
+        save_id: Optional[str] = None,
+        base_fingerprints: Optional[dict[str, str]] = None,
+        sentence_token_ids: Optional[Sequence[Sequence[int]]] = None,
         **kwargs: Any,
     ) -> None:
+        arguments = {name: value for name, value in locals().items() if name not in ("self", "kwargs", "__class__")}
+        for name in ("attributes", "sentences", "sentence_token_ids"):
+            if isinstance(arguments[name], (list, tuple)) and len(arguments[name]) > MAX_ATTRIBUTES:
+                raise ValueError(f"{name} has {len(arguments[name])} entries; PromptPAR takes at most "
+                                 f"{MAX_ATTRIBUTES} attributes.")
+        _check_argument_types(arguments)
         id2label = kwargs.pop("id2label", None)
+        if id2label is not None and not isinstance(id2label, dict):
+            raise ValueError(f"id2label must be an object mapping ids to attribute names, got {type(id2label).__name__}.")
         kwargs.pop("label2id", None)
         kwargs.pop("num_labels", None)
-        labels = [id2label[key] for key in sorted(id2label, key=int)] if id2label else None
+        try:
+            labels = [id2label[key] for key in sorted(id2label, key=int)] if id2label else None
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"id2label must map integer ids to attribute names ({error}).") from None
         if attributes is None and labels:
             attributes = labels
         self.attributes = list(attributes or [])
@@ -111,28 +206,45 @@ class PromptPARConfig(PreTrainedConfig):
         self.gl_threshold = gl_threshold
         self.threshold = threshold
         self.attribute_thresholds = list(attribute_thresholds) if attribute_thresholds is not None else None
+        self.visual_post_layernorm = bool(visual_post_layernorm)
         self.initializer_range = initializer_range
+        self.save_id = save_id
+        self.base_fingerprints = dict(base_fingerprints) if base_fingerprints is not None else None
+        self.sentence_token_ids = [list(ids) for ids in sentence_token_ids] if sentence_token_ids is not None else None
         kwargs["id2label"] = {i: name for i, name in enumerate(self.attributes)}
         super().__init__(**kwargs)
         self.label2id = {name: i for i, name in enumerate(self.attributes)}
-        self._check()
+        self.check()
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Raise a ValueError naming the first field with a wrong type or value, or a size
+        that does not fit the backbones (checked before anything is allocated). Runs at
+        construction; ``save_pretrained`` runs it again before writing."""
+        _check_argument_types({name: getattr(self, name) for name in _argument_hints() if hasattr(self, name)})
+        if len(self.attributes) > MAX_ATTRIBUTES:
+            raise ValueError(f"attributes has {len(self.attributes)} entries; PromptPAR takes at most {MAX_ATTRIBUTES}.")
         if len(set(self.attributes)) != len(self.attributes):
-            duplicates = sorted({a for a in self.attributes if self.attributes.count(a) > 1})
+            duplicates = sorted(name for name, count in Counter(self.attributes).items() if count > 1)
             raise ValueError(f"attributes must be unique; repeated: {duplicates}")
-        if self.sentences is not None and len(self.sentences) != len(self.attributes):
-            raise ValueError(
-                f"got {len(self.sentences)} sentences for {len(self.attributes)} attributes; give one per attribute."
-            )
-        if not isinstance(self.fusion_layers, int) or self.fusion_layers < 0:
+        if self.sentences is not None:
+            if len(self.sentences) != len(self.attributes):
+                raise ValueError(
+                    f"got {len(self.sentences)} sentences for {len(self.attributes)} attributes; give one per attribute."
+                )
+            long = [s for s in self.sentences if len(s) > MAX_SENTENCE_CHARACTERS]
+            if long:
+                raise ValueError(f"the sentence {long[0][:60]!r}... has {len(long[0])} characters; a sentence must fit "
+                                 f"CLIP's 77 tokens (at most {MAX_SENTENCE_CHARACTERS} characters are accepted).")
+        if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be 0 (MLP) or a positive integer, got {self.fusion_layers!r}.")
         for name in ("gl_threshold", "threshold"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if not 0.0 <= value <= 1.0:  # also false for NaN
                 raise ValueError(f"{name} must lie in [0, 1], got {value}.")
-        if self.gl_alpha < 0:
-            raise ValueError(f"gl_alpha must be non-negative, got {self.gl_alpha}.")
+        for name in ("gl_alpha", "initializer_range"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite, non-negative number, got {value}.")
         if self.attribute_thresholds is not None:
             if len(self.attribute_thresholds) != len(self.attributes):
                 raise ValueError(
@@ -141,7 +253,87 @@ class PromptPARConfig(PreTrainedConfig):
                 )
             if not all(0.0 <= t <= 1.0 for t in self.attribute_thresholds):
                 raise ValueError("attribute_thresholds must all lie in [0, 1].")
+        self._check_saved_records()
         self.region_prompt_config()  # the region-prompt settings, checked by the tuner's own rules
+        self._check_sizes()
+
+    def _check_saved_records(self) -> None:
+        """The fields save_pretrained writes: well-formed, and one token-id list per sentence."""
+        if self.save_id is not None and not re.fullmatch(r"[0-9a-f]{32}", self.save_id):
+            raise ValueError(f"save_id must be 32 hexadecimal digits, got {self.save_id!r:.40}.")
+        for name, fingerprint in (self.base_fingerprints or {}).items():
+            if name not in BASE_NAMES or not FINGERPRINT_PATTERN.fullmatch(fingerprint):
+                raise ValueError(
+                    f"base_fingerprints must map 'clip' / 'fusion' to 'fp16:' or 'bf16:' and 16 hexadecimal digits, "
+                    f"got {name!r}: {fingerprint!r:.40}."
+                )
+        ids = self.sentence_token_ids
+        if ids is not None:
+            if len(ids) != len(self.attributes):
+                raise ValueError(f"sentence_token_ids has {len(ids)} entries for {len(self.attributes)} attributes.")
+            if any(not row or min(row) < 0 for row in ids):
+                raise ValueError("sentence_token_ids must hold a non-empty list of non-negative token ids per sentence.")
+
+    def _check_sizes(self) -> None:
+        """Sizes against the backbone architectures, when the config has them: a config.json
+        must not make the model allocate more than the backbones can use."""
+        if self.clip_config is not None:
+            vision, text = self._clip_sizes()
+            grid = vision["image_size"] // vision["patch_size"]
+            if grid < 1:
+                raise ValueError(f"clip_config: image_size {vision['image_size']} is smaller than the patch size.")
+            region_bands(grid, self.num_regions, self.overlap_rows)  # raises if the regions do not fit the rows
+            if self.overlap_rows > grid:
+                raise ValueError(f"overlap_rows={self.overlap_rows} exceeds the {grid} patch rows of the CLIP.")
+            tokens = (self.num_regions + 1) * (self.prompts_per_group + 1) + grid * grid
+            if tokens > MAX_VISUAL_TOKENS:
+                raise ValueError(
+                    f"num_regions={self.num_regions} and prompts_per_group={self.prompts_per_group} make a visual "
+                    f"sequence of {tokens} tokens; at most {MAX_VISUAL_TOKENS} are accepted. Use fewer prompts."
+                )
+            for name, tower in (("vision_depth", vision), ("text_depth", text)):
+                depth = getattr(self, name)
+                if depth is not None and depth > tower["num_hidden_layers"]:
+                    raise ValueError(
+                        f"{name}={depth} exceeds the {tower['num_hidden_layers']} layers of the CLIP's "
+                        f"{name.split('_')[0]} tower."
+                    )
+            context = text["max_position_embeddings"]
+            longest = max((len(row) for row in self.sentence_token_ids or ()), default=3)
+            if self.text_prompts + longest > context:
+                raise ValueError(
+                    f"text_prompts={self.text_prompts} leaves no room in CLIP's {context} text positions for a "
+                    f"sentence of {longest} tokens; use at most {context - longest} text prompts."
+                )
+            vocab = text["vocab_size"]
+            if any(max(row) >= vocab for row in self.sentence_token_ids or ()):
+                raise ValueError(f"sentence_token_ids holds ids beyond the CLIP vocabulary of {vocab} tokens.")
+        if self.fusion_config is not None:
+            layers = self._sizes("fusion_config", self.get_fusion_config(), "num_hidden_layers", "hidden_size",
+                                 "num_attention_heads", "intermediate_size")["num_hidden_layers"]
+            if self.fusion_layers > layers:
+                raise ValueError(
+                    f"fusion_layers={self.fusion_layers} exceeds the {layers} layers of the fusion ViT "
+                    f"(fusion_config); use at most {layers}."
+                )
+
+    @staticmethod
+    def _sizes(where: str, source, *names: str) -> dict[str, int]:
+        """Positive integer sizes of a backbone config, or a ValueError naming the field."""
+        sizes = {name: getattr(source, name, None) for name in names}
+        bad = {name: value for name, value in sizes.items()
+               if not isinstance(value, int) or isinstance(value, bool) or value < 1}
+        if bad:
+            raise ValueError(f"{where} must give positive integer sizes; got {bad}.")
+        return sizes
+
+    def _clip_sizes(self) -> tuple[dict[str, int], dict[str, int]]:
+        clip = self.get_clip_config()
+        vision = self._sizes("clip_config.vision_config", clip.vision_config, "image_size", "patch_size",
+                             "num_hidden_layers", "hidden_size", "num_attention_heads")
+        text = self._sizes("clip_config.text_config", clip.text_config, "max_position_embeddings", "vocab_size",
+                           "num_hidden_layers", "hidden_size", "num_attention_heads")
+        return vision, text
 
     @property
     def num_attributes(self) -> int:
@@ -163,7 +355,10 @@ class PromptPARConfig(PreTrainedConfig):
                 f"This PromptPARConfig has no {field}. Build it with PromptPARConfig.from_backbones(...), or pass "
                 f"{field} (a {config_class.__name__} or its dict)."
             )
-        return config_class.from_dict(value)
+        try:
+            return config_class.from_dict(value)
+        except Exception as error:  # transformers' strict dataclasses raise several types
+            raise ValueError(f"{field} is not a valid {config_class.__name__}: {' '.join(str(error).split())[:300]}") from None
 
     def get_clip_config(self) -> CLIPConfig:
         return self._backbone_config("clip_config", CLIPConfig)

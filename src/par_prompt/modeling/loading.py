@@ -4,16 +4,25 @@ A saved PromptPAR model names its frozen bases (a CLIP and a ViT) by reference: 
 id or a local directory. Loading resolves the model's own folder first (a directory,
 or a Hub repository through ``huggingface_hub``, which also serves the local cache when
 offline), then each base.
+
+A local base given as a relative path is stored relative to the model folder (an
+absolute one stays absolute), and resolved against the model folder at load, never
+against the working directory (:func:`reference_for_folder`, :func:`resolve_reference`).
+The frozen weights themselves are identified by a short fingerprint
+(:func:`weights_fingerprint`), recorded at save time and checked at load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import torch
 from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
 
 class MissingBaseModelError(OSError):
@@ -150,3 +159,90 @@ def check_same_backbone(kind: str, expected: dict, found: dict, reference: str, 
         f"This PromptPAR adapter was saved for a different {kind} than {reference!r} (adapter vs base: {differences}). "
         f"Load the base it was trained on (config.json names {saved_reference!r})."
     )
+
+
+# ------------------------------------------------------------------ base references
+def _is_local_path(reference: str) -> bool:
+    """Whether a reference is written as a file-system path rather than a Hub id."""
+    return os.path.isabs(reference) or reference.startswith(("./", "../", "~", ".\\", "..\\")) or reference in (".", "..")
+
+
+def is_local_reference(reference: Optional[str]) -> bool:
+    """Whether a base reference (as given in this process) names a local directory."""
+    return reference is not None and (_is_local_path(reference) or Path(reference).is_dir())
+
+
+def reference_for_folder(reference: Optional[str], folder: Union[str, os.PathLike]) -> Optional[str]:
+    """How ``save_pretrained`` writes a base reference into ``folder/config.json``.
+
+    A local directory given as a relative path (relative to the working directory) is
+    rewritten relative to ``folder`` (``./...`` or ``../...``), so that the model loads the
+    same base from any working directory; absolute paths and Hub ids are kept.
+    """
+    if reference is None or os.path.isabs(os.path.expanduser(reference)):
+        return None if reference is None else os.path.expanduser(reference)
+    if not is_local_reference(reference):
+        return reference  # a Hub id
+    try:
+        relative = os.path.relpath(os.path.abspath(reference), os.path.abspath(folder))
+    except ValueError:  # another drive (Windows): only an absolute path can name it
+        return os.path.abspath(reference)
+    relative = relative.replace(os.sep, "/")
+    return relative if relative.startswith("../") or relative == ".." else f"./{relative}"
+
+
+def resolve_reference(reference: Optional[str], model_dir: Path) -> Optional[str]:
+    """A base reference from ``model_dir/config.json`` as something ``from_pretrained`` can
+    take: relative paths are taken relative to the model folder (absolute result), Hub
+    ids are kept. A bare ``name`` or ``org/name`` is a Hub id unless the model folder
+    holds a directory of that name (models saved before references were rewritten)."""
+    if reference is None:
+        return None
+    if _is_local_path(reference):
+        return str((model_dir / os.path.expanduser(reference)).resolve())
+    local = model_dir / reference
+    return str(local.resolve()) if local.is_dir() else reference
+
+
+# --------------------------------------------------------------------- fingerprints
+FINGERPRINT_SAMPLES = 64
+_ROUNDING = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def weights_fingerprint(tensors: Iterable[torch.Tensor], precision: Optional[str] = None) -> str:
+    """A short fingerprint of frozen weights, e.g. ``"fp16:3f2a9c0e5b7d1184"``.
+
+    Each floating-point tensor contributes its shape and up to ``FINGERPRINT_SAMPLES``
+    evenly spaced values, rounded to ``precision`` ("fp16" or "bf16"; default: "bf16" if
+    the weights are bf16, else "fp16"). Rounding makes the fingerprint the same for a
+    base held in fp32 and the same base stored in (and upcast from) that half precision;
+    the order and names of the tensors do not matter. Cheap: a few thousand values for a
+    430M-parameter CLIP.
+    """
+    tensors = [t.detach() for t in tensors if t.is_floating_point()]
+    if precision is None:
+        precision = "bf16" if any(t.dtype == torch.bfloat16 for t in tensors) else "fp16"
+    dtype = _ROUNDING[precision]
+    digests = []
+    for tensor in tensors:
+        flat = tensor.reshape(-1)
+        if flat.numel() > FINGERPRINT_SAMPLES:
+            index = torch.linspace(0, flat.numel() - 1, FINGERPRINT_SAMPLES, dtype=torch.float64).round().long()
+            flat = flat[index.to(flat.device)]
+        values = flat.to(device="cpu", dtype=dtype).view(torch.int16).numpy().tobytes()
+        digests.append(hashlib.sha256(repr(tuple(tensor.shape)).encode() + values).digest())
+    return f"{precision}:{hashlib.sha256(b''.join(sorted(digests))).hexdigest()[:16]}"
+
+
+def check_fingerprint(kind: str, recorded: str, tensors: Iterable[torch.Tensor], reference: Optional[str],
+                      override: str) -> None:
+    """Raise if frozen weights do not have the fingerprint recorded when the model was saved."""
+    precision = recorded.split(":", 1)[0]
+    found = weights_fingerprint(tensors, precision)
+    if found != recorded:
+        raise ValueError(
+            f"The {kind} base {reference!r} does not hold the weights this model was trained on (fingerprint "
+            f"{found}, config.json records {recorded}): same shapes, different values, e.g. another checkpoint or "
+            f"revision. Load the base the model was saved with (pass {override}='/path/to/it' to from_pretrained), "
+            "or save the model with bundle_base_weights=True."
+        )

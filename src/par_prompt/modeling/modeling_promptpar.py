@@ -183,6 +183,15 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         for param in [*self.prompt_parameters(), *self.head_parameters()]:
             param.requires_grad_(True)
 
+    @classmethod
+    def from_official_checkpoint(cls, path, dataset: Optional[str] = None, **kwargs: Any) -> "PromptPARModel":
+        """A model from a checkpoint of the official PromptPAR code (a ``.pth`` file),
+        predicting what the official code predicts; see
+        :func:`par_prompt.official.load_official_checkpoint` for the arguments."""
+        from ..official import load_official_checkpoint
+
+        return load_official_checkpoint(path, dataset=dataset, **kwargs)
+
     # --------------------------------------------------------------- attachments
     def attach_tokenizer(self, tokenizer) -> None:
         """Tokenize the sentences with ``tokenizer`` (the CLIP tokenizer of the base).
@@ -259,10 +268,13 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
 
     # -------------------------------------------------------------------- forward
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The prompted visual sequence after CLIP's post-layernorm and projection: (B, L, d)."""
+        """The prompted visual sequence after CLIP's post-layernorm (unless
+        ``config.visual_post_layernorm`` is False) and projection: (B, L, d)."""
         clip = self.clip_model
         hidden = clip.vision_model(pixel_values=pixel_values).last_hidden_state
-        return clip.visual_projection(clip.vision_model.post_layernorm(hidden))
+        if self.config.visual_post_layernorm:
+            hidden = clip.vision_model.post_layernorm(hidden)
+        return clip.visual_projection(hidden)
 
     def forward(
         self,

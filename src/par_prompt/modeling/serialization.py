@@ -14,6 +14,20 @@ The frozen bases are rebuilt from their references. A base without a reference (
 init), or every base when ``bundle_base_weights=True``, is written too:
 ``clip_base.safetensors`` for the CLIP and ``fusion.layers.*`` in the head file.
 Nothing is ever unpickled: every tensor file is safetensors.
+
+Like transformers, ``save_pretrained`` writes these files into the directory and leaves
+every other file alone. Each file is written to a hidden staging folder inside the
+directory, flushed to disk and renamed into place; ``config.json`` comes last. Files of
+an earlier PromptPAR model there that the new save does not write (a bundled
+``clip_base.safetensors``, an old tokenizer) are removed; files of anything else are
+never overwritten (the save is refused). All tensor files of one save carry the save's
+id, which ``config.json`` records: a folder whose files come from different saves (an
+interrupted save, or one still running) is refused at load instead of loading a mix.
+
+``from_pretrained`` validates before it allocates: config.json's types, values and
+sizes, the tensor files' names and shapes, NaN or inf in the weights, the fingerprints
+of the frozen bases, the tokenizer (it must reproduce the sentences' token ids recorded
+at save time) and the image processor's size.
 """
 
 from __future__ import annotations
@@ -21,6 +35,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -30,14 +46,27 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 from transformers import CLIPModel
 
-from ..fileio import atomic_directory, read_safetensors
+from ..fileio import publish_files, read_safetensors, read_safetensors_header, staging_directory
+from ..sentences import resolve_sentences
 from ..tuner.layer import RegionPromptLayer
 from . import loading
 
+CONFIG_FILE = "config.json"
 ADAPTER_DIR = "clip_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILE = f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}"
 HEAD_FILE = "promptpar_head.safetensors"
 CLIP_BASE_FILE = "clip_base.safetensors"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.jinja")
+# Files a PromptPAR save may write. When a later save into the same folder does not write
+# one of them again, it is removed: left there, it would load with the new model.
+MODEL_FILES = (CONFIG_FILE, HEAD_FILE, CLIP_BASE_FILE, ADAPTER_FILE, f"{ADAPTER_DIR}/adapter_config.json",
+               f"{ADAPTER_DIR}/adapter_model.bin", PREPROCESSOR_FILE, *TOKENIZER_FILES)
+SAVE_ID_KEY = "promptpar_save_id"  # in the metadata of every tensor file
+STAGING_NAME = "promptpar-save"
+MAX_CONFIG_BYTES = 32 * 2**20
 FUSION_LAYERS_PREFIX = "fusion.layers."
 # Passed along by AutoModel / pipeline(); they have no meaning for PromptPAR loading.
 AUTO_CLASS_ARGUMENTS = {"trust_remote_code", "use_safetensors", "low_cpu_mem_usage", "adapter_kwargs", "subfolder",
@@ -65,13 +94,18 @@ def plain_clip_state_dict(clip: CLIPModel) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_tensors(what: str, path: Path, found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    """Raise when a loaded file does not hold exactly the expected names and shapes."""
+def _shape(value) -> tuple[int, ...]:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(value)
+
+
+def _check_tensors(what: str, path: Path, found: dict, expected: dict) -> None:
+    """Raise when a file does not hold exactly the expected names and shapes (tensors,
+    or shapes read from a file header)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = [
-        f"{name}: {tuple(found[name].shape)} in the file, {tuple(expected[name].shape)} in the model"
-        for name in sorted(set(found) & set(expected)) if found[name].shape != expected[name].shape
+        f"{name}: {_shape(found[name])} in the file, {_shape(expected[name])} in the model"
+        for name in sorted(set(found) & set(expected)) if _shape(found[name]) != _shape(expected[name])
     ]
     if missing or unexpected or wrong:
         problems = []
@@ -84,6 +118,88 @@ def _check_tensors(what: str, path: Path, found: dict[str, torch.Tensor], expect
         raise ValueError(
             f"The {what} in {path} does not fit this model ({' | '.join(problems)}). It was saved for another "
             "configuration (e.g. another backbone or attribute count); load it with its own config.json."
+        )
+
+
+def _check_values(what: str, path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Raise on weights no trained model has: NaN or inf, a negative BatchNorm variance, a
+    zero temperature, positive ratios outside [0, 1] (all NaN means "never set")."""
+    def damaged(name: str, problem: str) -> ValueError:
+        return ValueError(
+            f"The {what} file {path} holds {problem} in {name}: the file is damaged or comes from a training run "
+            "that diverged. Use another checkpoint of the model, or save it again."
+        )
+
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue
+        if name == "positive_ratios":
+            if not torch.isnan(tensor).all() and not ((tensor >= 0) & (tensor <= 1)).all():
+                raise damaged(name, "values outside [0, 1] (positive ratios)")
+            continue
+        # The sum is finite when every value is (cheap on a 430M-parameter bundled CLIP);
+        # only then is the exact count needed (a huge finite sum can overflow).
+        bad = 0 if torch.isfinite(tensor.sum()) else int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise damaged(name, f"{bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise damaged(name, "a negative variance")
+        if name == "aggregator.temperature" and bool((tensor == 0).any()):
+            raise damaged(name, "a zero temperature")
+
+
+def _layer_count(names, prefix: str) -> int:
+    """How many numbered layers ``prefix{i}.`` the names hold."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return len({match.group(1) for match in map(pattern.match, names) if match})
+
+
+def _token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
+    """The token ids of each sentence, unpadded (what ``config.sentence_token_ids`` records)."""
+    return [[int(i) for i in ids] for ids in tokenizer(list(sentences), padding=False, truncation=False)["input_ids"]]
+
+
+def _folder_save_id(model_dir: Path) -> tuple[bool, Optional[str]]:
+    """Whether the folder has a config.json, and the save id it records (read leniently)."""
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        return False, None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= MAX_CONFIG_BYTES else {}
+    except (OSError, ValueError):
+        value = {}
+    return True, value.get("save_id") if isinstance(value, dict) else None
+
+
+def _holds_promptpar_model(directory: Path) -> bool:
+    """Whether ``directory`` holds a PromptPAR model, or the files of an interrupted save of one."""
+    path = directory / CONFIG_FILE
+    if not path.exists():
+        return (directory / HEAD_FILE).is_file()
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= MAX_CONFIG_BYTES else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "prompt_par"
+
+
+def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) -> None:
+    """Refuse to overwrite a file that does not belong to a PromptPAR model (save_pretrained
+    must lose nothing), or a directory standing where a file must go."""
+    taken = [name for name in relative_paths if os.path.lexists(directory / name)]
+    for name in taken:
+        if (directory / name).is_dir() and not (directory / name).is_symlink():
+            raise IsADirectoryError(f"{directory / name} is a directory, where save_pretrained must write a file; "
+                                    "save into another folder, or move it away.")
+    parent = directory / ADAPTER_DIR
+    if os.path.lexists(parent) and not parent.is_dir():
+        raise NotADirectoryError(f"{parent} is a file, where save_pretrained must write a folder; "
+                                 "save into another folder, or move it away.")
+    if taken and not ours:
+        raise FileExistsError(
+            f"{directory} holds files that save_pretrained would overwrite but that do not belong to a PromptPAR model "
+            f"({', '.join(taken[:4])}{', ...' if len(taken) > 4 else ''}). Save into a new or empty folder, or move "
+            "those files away."
         )
 
 
@@ -106,7 +222,7 @@ class PromptPARSerializationMixin:
             if not name.startswith("clip.")
             and (self._bundles_fusion(bundle_base_weights) or not name.startswith(FUSION_LAYERS_PREFIX))
         }
-        files = {f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}": adapter, HEAD_FILE: head}
+        files = {ADAPTER_FILE: adapter, HEAD_FILE: head}
         if self._bundles_clip(bundle_base_weights):
             files[CLIP_BASE_FILE] = plain_clip_state_dict(self.clip_model)
         return files
@@ -121,6 +237,26 @@ class PromptPARSerializationMixin:
         return sum(t.numel() * t.element_size() for f in self.weight_files(bundle_base_weights).values()
                    for t in f.values())
 
+    def base_fingerprints(self) -> dict[str, str]:
+        """Fingerprints of the frozen bases (see :func:`loading.weights_fingerprint`): the
+        CLIP, and the fusion layers taken from the ViT."""
+        prints = {"clip": loading.weights_fingerprint(plain_clip_state_dict(self.clip_model).values())}
+        if self.config.fusion_layers > 0:
+            prints["fusion"] = loading.weights_fingerprint(self.fusion.layers.state_dict().values())
+        return prints
+
+    def _config_to_save(self, directory: Path):
+        """A copy of the config as ``directory/config.json`` records it: base references
+        relative to the folder, a new save id, base fingerprints and sentence token ids."""
+        config = copy.deepcopy(self.config)
+        config.clip_name_or_path = loading.reference_for_folder(config.clip_name_or_path, directory)
+        config.fusion_name_or_path = loading.reference_for_folder(config.fusion_name_or_path, directory)
+        config.save_id = uuid.uuid4().hex
+        config.base_fingerprints = self.base_fingerprints()
+        config.sentence_token_ids = _token_ids(self.tokenizer, config.sentences) if self.tokenizer is not None else None
+        config.check()
+        return config
+
     def save_pretrained(
         self,
         save_directory: Union[str, os.PathLike],
@@ -128,12 +264,13 @@ class PromptPARSerializationMixin:
         push_to_hub: bool = False,
         **kwargs: Any,
     ) -> None:
-        """Write the model to ``save_directory`` atomically (see the module docstring).
+        """Write the model's files into ``save_directory`` (see the module docstring).
 
-        The directory is assembled next to its destination and renamed into place, so a
-        crash never leaves a half-written model, and an existing model there stays intact
-        until the new one is complete. ``bundle_base_weights=True`` also writes the frozen
-        CLIP and fusion weights, for fully offline use.
+        Other files in the directory are left alone; files of an earlier PromptPAR model
+        there are replaced, each atomically, ``config.json`` last; a crash never leaves a
+        half-written file, and a folder left half-updated is refused at load.
+        ``bundle_base_weights=True`` also writes the frozen CLIP and fusion weights, for
+        fully offline use.
         """
         if kwargs.get("safe_serialization") is False:
             raise ValueError("PromptPAR saves safetensors only; safe_serialization=False is not supported.")
@@ -141,27 +278,48 @@ class PromptPARSerializationMixin:
             from ..hub import check_upload_arguments
 
             check_upload_arguments(**kwargs)
+        directory = Path(save_directory).absolute()
+        config = self._config_to_save(directory)
         plan = self.weight_files(bundle_base_weights)
-        with atomic_directory(save_directory, overwrite=True) as tmp:
-            tmp.mkdir(parents=True)
-            self.config.save_pretrained(tmp)
-            adapter_config = copy.deepcopy(self.clip.peft_config[self.clip.active_adapter])
-            adapter_config.inference_mode = True
-            adapter_config.base_model_name_or_path = self.config.clip_name_or_path
-            adapter_config.revision = self.config.clip_revision
-            adapter_config.auto_mapping = dict(CLIP_AUTO_MAPPING)
-            adapter_config.save_pretrained(tmp / ADAPTER_DIR)
-            for relative, tensors in plan.items():
-                tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-                save_file(tensors, str(tmp / relative), metadata={"format": "pt"})
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(tmp)
-            if self.image_processor is not None:
-                self.image_processor.save_pretrained(tmp)
+        with staging_directory(directory, STAGING_NAME) as staging:
+            written = self._write_files(staging, config, plan)
+            ours = _holds_promptpar_model(directory)
+            _check_overwrites(directory, written, ours)
+            publish_files(staging, directory, [name for name in written if name != CONFIG_FILE])
+            if ours:
+                for name in MODEL_FILES:
+                    stale = directory / name
+                    if name not in written and (stale.is_file() or stale.is_symlink()):
+                        stale.unlink()
+            publish_files(staging, directory, [CONFIG_FILE])
         if push_to_hub:
             from ..hub import upload_model_folder
 
             upload_model_folder(save_directory, **kwargs)
+
+    def _write_files(self, staging: Path, config, plan: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+        """Write every file of the model under ``staging``; return their relative paths,
+        tensor files first."""
+        for relative, tensors in plan.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+            save_file(tensors, str(staging / relative), metadata={"format": "pt", SAVE_ID_KEY: config.save_id})
+        adapter_config = copy.deepcopy(self.clip.peft_config[self.clip.active_adapter])
+        adapter_config.inference_mode = True
+        # PEFT resolves this against the working directory: a local base is named absolutely.
+        reference = self.config.clip_name_or_path
+        local = loading.is_local_reference(reference)
+        adapter_config.base_model_name_or_path = os.path.abspath(os.path.expanduser(reference)) if local else reference
+        adapter_config.revision = self.config.clip_revision
+        adapter_config.auto_mapping = dict(CLIP_AUTO_MAPPING)
+        adapter_config.save_pretrained(staging / ADAPTER_DIR)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(staging)
+        if self.image_processor is not None:
+            self.image_processor.save_pretrained(staging)
+        config.save_pretrained(staging)
+        files = sorted(path.relative_to(staging).as_posix() for path in staging.rglob("*") if path.is_file())
+        return [*plan, *(name for name in files if name not in plan)]
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload exactly the files of ``save_pretrained`` plus the PromptPAR model card;
@@ -191,9 +349,11 @@ class PromptPARSerializationMixin:
         """Load a saved PromptPAR model from a directory, the Hub, or the local Hub cache.
 
         The model's folder is resolved first (``revision`` applies to it), then the bases
-        it names (at the revisions its config records). ``clip_name_or_path`` /
-        ``fusion_name_or_path`` point at another copy of a base, e.g. a local directory;
-        it must have the same architecture as the one the model was trained on.
+        it names (at the revisions its config records; local paths relative to the model
+        folder). ``clip_name_or_path`` / ``fusion_name_or_path`` point at another copy of
+        a base, e.g. a local directory; it must hold the same weights as the one the
+        model was trained on (checked by fingerprint). Everything read is validated
+        before the model is built (see the module docstring).
         """
         dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None)
         if isinstance(dtype, str):  # pipeline() passes "auto": keep the saved precision (fp32)
@@ -208,27 +368,43 @@ class PromptPARSerializationMixin:
             raise TypeError(f"PromptPARModel.from_pretrained got unexpected arguments: {sorted(kwargs)}")
         hub = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only)
         model_dir = loading.resolve_model_dir(pretrained_model_name_or_path, revision=revision, **hub)
-        if config is None:
-            config = cls._read_config(model_dir)
+        config = cls._read_config(model_dir) if config is None else copy.deepcopy(config)
+        cls._check_complete(config, model_dir)
+        config.sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
+        config.clip_name_or_path = loading.resolve_reference(config.clip_name_or_path, model_dir)
+        config.fusion_name_or_path = loading.resolve_reference(config.fusion_name_or_path, model_dir)
         base_kwargs = dict(hub)
         if attn_implementation is not None:
             base_kwargs["attn_implementation"] = attn_implementation
 
+        # The cheap checks first: a broken folder fails before any base is loaded.
+        cls._check_one_save(model_dir)
+        tokenizer = cls._load_tokenizer(config, model_dir, clip_name_or_path, hub)
+        image_processor = cls._load_image_processor(config, model_dir, clip_name_or_path, hub)
         head_state = read_safetensors(model_dir / HEAD_FILE, "PromptPAR head")
+        _check_values("PromptPAR head", model_dir / HEAD_FILE, head_state)
+        adapter_state = read_safetensors(model_dir / ADAPTER_FILE, "CLIP prompt adapter")
+        _check_values("CLIP prompt adapter", model_dir / ADAPTER_FILE, adapter_state)
+        bundled_fusion = config.fusion_layers > 0 and any(k.startswith(FUSION_LAYERS_PREFIX) for k in head_state)
+        if bundled_fusion:
+            cls._check_bundled_fusion(config, model_dir / HEAD_FILE, head_state)
+
         clip = cls._load_clip(config, model_dir, clip_name_or_path, base_kwargs)
         fusion_vit = None
-        if config.fusion_layers > 0 and not any(k.startswith(FUSION_LAYERS_PREFIX) for k in head_state):
+        if config.fusion_layers > 0 and not bundled_fusion:
             fusion_vit = cls._load_fusion(config, model_dir, fusion_name_or_path, base_kwargs)
 
         model = cls(config, clip_model=clip, fusion_vit=fusion_vit)
         del fusion_vit
-        model._load_adapter(model_dir / ADAPTER_DIR / ADAPTER_WEIGHTS)
+        _check_tensors("CLIP prompt adapter", model_dir / ADAPTER_FILE, adapter_state, model._adapter_state())
+        set_peft_model_state_dict(model.clip, adapter_state, adapter_name=model.clip.active_adapter)
         expected_head = {k: v for k, v in model.state_dict().items() if not k.startswith("clip.")
                          and (k in head_state or not k.startswith(FUSION_LAYERS_PREFIX))}
         _check_tensors("PromptPAR head", model_dir / HEAD_FILE, head_state, expected_head)
         model.load_state_dict(head_state, strict=False)
-        model.attach_tokenizer(cls._load_tokenizer(config, model_dir, clip_name_or_path, hub))
-        model.attach_image_processor(cls._load_image_processor(config, model_dir, clip_name_or_path, hub))
+        model._check_base_fingerprints(model_dir, clip_name_or_path, fusion_name_or_path)
+        model.attach_tokenizer(tokenizer)
+        model.attach_image_processor(image_processor)
         model.freeze_backbones()
         if dtype is not None:
             model.to(dtype)
@@ -238,31 +414,85 @@ class PromptPARSerializationMixin:
 
     @classmethod
     def _read_config(cls, model_dir: Path):
-        path = model_dir / "config.json"
+        """The folder's config.json as a validated PromptPARConfig; every problem is one
+        ValueError that names the file and the field."""
+        path = model_dir / CONFIG_FILE
         if not path.is_file():
             raise FileNotFoundError(
                 f"{model_dir} has no config.json, so it is not a PromptPAR model folder (one holds config.json with "
                 f"model_type 'prompt_par', {ADAPTER_DIR}/ and {HEAD_FILE})."
             )
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"{path} is {path.stat().st_size} bytes, far larger than any PromptPAR config.json "
+                             f"(at most {MAX_CONFIG_BYTES} bytes are read); it is not a PromptPAR config.")
         try:
-            model_type = json.loads(path.read_text()).get("model_type")
+            raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path} is not valid JSON ({error}).") from error
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} holds a JSON {type(raw).__name__}, not an object; it is not a PromptPAR config.")
+        model_type = raw.get("model_type")
         if model_type != cls.config_class.model_type:
             raise ValueError(
                 f"{model_dir} holds a {model_type!r} model, not a PromptPAR model (model_type 'prompt_par')."
             )
-        return cls.config_class.from_pretrained(model_dir)
+        try:
+            return cls.config_class.from_pretrained(model_dir)
+        except Exception as error:  # transformers and its strict dataclasses raise several types
+            if isinstance(error, OSError) and not isinstance(error, ValueError):
+                raise
+            message = " ".join(str(error).split())
+            raise ValueError(f"{path}: {message} Fix the file, or download or save the model again.") from None
+
+    @staticmethod
+    def _check_complete(config, model_dir: Path) -> None:
+        for field, what in (("clip_config", "CLIP"), ("fusion_config", "fusion ViT")):
+            if getattr(config, field) is None:
+                raise ValueError(
+                    f"{model_dir / CONFIG_FILE} has no {field} (the {what} architecture): the file is incomplete. "
+                    "Download or save the model again."
+                )
+
+    @staticmethod
+    def _check_one_save(model_dir: Path) -> None:
+        """Every tensor file must come from the save that wrote config.json."""
+        has_config, save_id = _folder_save_id(model_dir)
+        if not has_config:
+            return  # an explicit config for a folder without one: nothing to compare with
+        for name in (HEAD_FILE, ADAPTER_FILE, CLIP_BASE_FILE):
+            if name == CLIP_BASE_FILE and not (model_dir / name).is_file():
+                continue
+            found = read_safetensors_header(model_dir / name, name).metadata.get(SAVE_ID_KEY)
+            if found != save_id:
+                raise ValueError(
+                    f"{model_dir} mixes files of different saves: {name} was written by "
+                    f"{'save ' + found if found else 'an older save'}, config.json by "
+                    f"{'save ' + save_id if save_id else 'an older save'}. A save into this folder was interrupted "
+                    "or is still running: wait for it to end, or save (or download) the model again."
+                )
+
+    @staticmethod
+    def _check_bundled_fusion(config, path: Path, head_state: dict[str, torch.Tensor]) -> None:
+        """The fusion layers in the head file must be those the config describes, checked
+        on the meta device before the real layers are allocated."""
+        from .fusion import MMFormer
+
+        count = _layer_count(head_state, FUSION_LAYERS_PREFIX)
+        if count != config.fusion_layers:
+            raise ValueError(f"{path} bundles {count} fusion layers, but config.json says fusion_layers="
+                             f"{config.fusion_layers}; the files do not belong together. Download or save the model again.")
+        with torch.device("meta"):
+            skeleton = MMFormer(config.get_fusion_config(), config.fusion_layers)
+        expected = {f"fusion.{name}": t for name, t in skeleton.state_dict().items()}
+        found = {name: t for name, t in head_state.items()
+                 if name in expected or name.startswith(FUSION_LAYERS_PREFIX)}
+        _check_tensors("bundled fusion layers", path, found, expected)
 
     @staticmethod
     def _load_clip(config, model_dir: Path, override: Optional[str], base_kwargs: dict) -> CLIPModel:
         bundled = model_dir / CLIP_BASE_FILE
         if bundled.is_file() and override is None:
-            clip = CLIPModel(config.get_clip_config())
-            state = read_safetensors(bundled, "bundled CLIP")
-            _check_tensors("bundled CLIP", bundled, state, clip.state_dict())
-            clip.load_state_dict(state)
-            return clip.requires_grad_(False)
+            return PromptPARSerializationMixin._load_bundled_clip(config, bundled)
         reference = override or config.clip_name_or_path
         if reference is None:
             raise ValueError(
@@ -275,7 +505,32 @@ class PromptPARSerializationMixin:
         return clip
 
     @staticmethod
+    def _load_bundled_clip(config, path: Path) -> CLIPModel:
+        """The CLIP of ``clip_base.safetensors``; its layer counts and shapes are checked
+        against the config from the file header before anything is allocated."""
+        header = read_safetensors_header(path, "bundled CLIP")
+        clip_config = config.get_clip_config()
+        for tower, tower_config in (("vision_model", clip_config.vision_config), ("text_model", clip_config.text_config)):
+            count = _layer_count(header.shapes, f"{tower}.encoder.layers.")
+            if count != tower_config.num_hidden_layers:
+                raise ValueError(
+                    f"{path} holds {count} {tower.split('_')[0]} layers, but config.json describes "
+                    f"{tower_config.num_hidden_layers}; the files do not belong together. Download or save the model again."
+                )
+        with torch.device("meta"):
+            skeleton = CLIPModel(clip_config)
+        _check_tensors("bundled CLIP", path, header.shapes, skeleton.state_dict())
+        del skeleton
+        state = read_safetensors(path, "bundled CLIP")
+        _check_values("bundled CLIP", path, state)
+        clip = CLIPModel(clip_config)
+        clip.load_state_dict(state)
+        return clip.requires_grad_(False)
+
+    @staticmethod
     def _load_fusion(config, model_dir: Path, override: Optional[str], base_kwargs: dict):
+        from .fusion import vit_layers
+
         reference = override or config.fusion_name_or_path
         if reference is None:
             raise ValueError(f"{model_dir} names no fusion ViT and bundles no fusion layers; pass fusion_name_or_path.")
@@ -283,42 +538,98 @@ class PromptPARSerializationMixin:
         vit = loading.load_fusion_vit(reference, revision, model_dir, **base_kwargs)
         loading.check_same_backbone("fusion ViT", loading.fusion_signature(config.fusion_config),
                                     loading.fusion_signature(vit.config), reference, config.fusion_name_or_path)
+        if config.fusion_layers > len(vit_layers(vit)):
+            raise ValueError(
+                f"config.json asks for fusion_layers={config.fusion_layers}, but the fusion ViT {reference!r} has "
+                f"only {len(vit_layers(vit))} layers; the model was saved for another fusion ViT."
+            )
         return vit
 
-    def _load_adapter(self, path: Path) -> None:
-        state = read_safetensors(path, "CLIP prompt adapter")
-        expected = self._adapter_state()
-        _check_tensors("CLIP prompt adapter", path, state, expected)
-        set_peft_model_state_dict(self.clip, state, adapter_name=self.clip.active_adapter)
+    def _check_base_fingerprints(self, model_dir: Path, clip_override: Optional[str],
+                                 fusion_override: Optional[str]) -> None:
+        """The frozen bases must be the ones the model was saved with (models saved before
+        fingerprints were recorded are not checked)."""
+        recorded = self.config.base_fingerprints or {}
+        bundled = (model_dir / CLIP_BASE_FILE).is_file() and clip_override is None
+        if "clip" in recorded:
+            reference = f"{CLIP_BASE_FILE} in {model_dir}" if bundled else clip_override or self.config.clip_name_or_path
+            loading.check_fingerprint("CLIP", recorded["clip"], plain_clip_state_dict(self.clip_model).values(),
+                                      reference, "clip_name_or_path")
+        if "fusion" in recorded and self.config.fusion_layers > 0:
+            reference = fusion_override or self.config.fusion_name_or_path
+            loading.check_fingerprint("fusion ViT", recorded["fusion"], self.fusion.layers.state_dict().values(),
+                                      reference, "fusion_name_or_path")
 
     @staticmethod
     def _load_tokenizer(config, model_dir: Path, override: Optional[str], hub: dict):
+        """The folder's tokenizer (else the CLIP base's), checked against the token ids
+        that config.json records for the sentences."""
         from transformers import AutoTokenizer
 
-        if (model_dir / "tokenizer_config.json").is_file():
-            return AutoTokenizer.from_pretrained(model_dir)
-        reference = override or config.clip_name_or_path
-        if reference is None:
+        in_folder = (model_dir / "tokenizer_config.json").is_file()
+        reference = None if in_folder else override or config.clip_name_or_path
+        if not in_folder and reference is None:
             raise ValueError(f"{model_dir} holds no tokenizer and names no CLIP base to take it from.")
         try:
-            return AutoTokenizer.from_pretrained(reference, **hub)
-        except (OSError, ValueError) as error:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir) if in_folder else AutoTokenizer.from_pretrained(
+                reference, **hub)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            if in_folder:
+                raise ValueError(f"The tokenizer files in {model_dir} could not be loaded ({error}); download or "
+                                 "save the model again.") from error
             raise loading.MissingBaseModelError(
                 f"The tokenizer of the CLIP base {reference!r} could not be loaded: {error}"
             ) from error
+        expected = getattr(config, "sentence_token_ids", None)
+        if expected is None:
+            return tokenizer  # saved before token ids were recorded
+        sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
+        try:
+            found = _token_ids(tokenizer, sentences)
+        except (TypeError, ValueError, KeyError) as error:
+            found = [[f"error: {error}"]] * len(sentences)
+        for index, (sentence, want, got) in enumerate(zip(sentences, expected, found)):
+            if want == got:
+                continue
+            if in_folder and not (model_dir / "tokenizer.json").is_file():
+                hint = (f"{model_dir} has no tokenizer.json (a partial download?): download the model again, or copy "
+                        "the tokenizer files of its CLIP base into the folder.")
+            elif in_folder:
+                hint = f"The tokenizer files in {model_dir} do not belong to this model: download or save it again."
+            else:
+                hint = (f"{model_dir} has no tokenizer files, and the tokenizer of the CLIP base {reference!r} is not "
+                        "the one the model was saved with: pass clip_name_or_path= the right base, or add the "
+                        "model's tokenizer files to the folder.")
+            raise ValueError(
+                f"The tokenizer does not reproduce the token ids config.json records for sentence {index} "
+                f"{sentence!r}: {got[:12]} instead of {want[:12]}. {hint}"
+            )
+        return tokenizer
 
     @staticmethod
     def _load_image_processor(config, model_dir: Path, override: Optional[str], hub: dict):
+        """The folder's image processor (else one made from the CLIP base's); its size must
+        be the CLIP's image size."""
         from ..image_processing import PromptPARImageProcessor
 
-        if (model_dir / "preprocessor_config.json").is_file():
-            return PromptPARImageProcessor.from_pretrained(model_dir)
-        reference = override or config.clip_name_or_path
-        if reference is None:
-            return None
-        from transformers import AutoImageProcessor
+        path = model_dir / PREPROCESSOR_FILE
+        if path.is_file():
+            processor, source = PromptPARImageProcessor.from_pretrained(model_dir), str(path)
+        else:
+            reference = override or config.clip_name_or_path
+            if reference is None:
+                return None
+            from transformers import AutoImageProcessor
 
-        return PromptPARImageProcessor.from_clip_processor(AutoImageProcessor.from_pretrained(reference, **hub))
+            processor = PromptPARImageProcessor.from_clip_processor(AutoImageProcessor.from_pretrained(reference, **hub))
+            source = f"the image processor of the CLIP base {reference!r}"
+        image_size = config.get_clip_config().vision_config.image_size
+        if processor.size != image_size:
+            raise ValueError(
+                f"{source} resizes images to {processor.size}x{processor.size} pixels, but the CLIP takes "
+                f"{image_size}x{image_size} images; set \"size\": {image_size} in {PREPROCESSOR_FILE}."
+            )
+        return processor
 
     @classmethod
     def from_backbones(

@@ -1,9 +1,13 @@
-"""Training PromptPAR with Accelerate (``examples/train_par.py`` is the command line).
+"""Training PromptPAR with Accelerate. The command line is ``par-prompt train``
+(:mod:`par_prompt.training.cli`); ``examples/train_par.py`` runs the same code under
+``accelerate launch``.
 
 Public names::
 
     ModelArguments, DataArguments, TrainingArguments      the dataclasses of the CLI
-    resolve_arguments(m, d, t)                            fill paper / demo defaults
+    build_arguments(overrides, recipe=, config=)          recipe < settings file < overrides
+    recipe_names(), load_recipe(name)                     the packaged per-data-set recipes
+    resolve_arguments(m, d, t)                            fill paper / demo defaults, check everything
     train(m=None, d=None, t=None) -> TrainingResult       one run; no arguments: the demo
     PromptPARTrainer, TrainingResult                      the run, piece by piece
     TrainingError, NonFiniteLossError, TrainingDataError, CheckpointError
@@ -18,6 +22,7 @@ from .data import EpochBatchSampler, ImageSplit, TrainingDataError
 from .distributed import SyncBatchNorm1d, convert_sync_batchnorm, revert_sync_batchnorm
 from .loop import NonFiniteLossError, PromptPARTrainer, TrainingError, TrainingResult, train
 from .optim import WarmupCosineSchedule, build_optimizer, warmup_cosine_factor
+from .recipe import build_arguments, load_recipe, recipe_names
 from .trackers import JSONLinesTracker
 
 __all__ = [
@@ -36,9 +41,12 @@ __all__ = [
     "TrainingError",
     "TrainingResult",
     "WarmupCosineSchedule",
+    "build_arguments",
     "build_optimizer",
     "convert_sync_batchnorm",
+    "load_recipe",
     "load_trainable_state",
+    "recipe_names",
     "resolve_arguments",
     "revert_sync_batchnorm",
     "train",

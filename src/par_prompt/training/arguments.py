@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 __all__ = [
     "DEMO_DEFAULTS",
+    "RESUME_MAY_CHANGE",
     "DataArguments",
     "ModelArguments",
     "PAPER_DEFAULTS",
@@ -137,6 +141,10 @@ class DataArguments:
         "help": "Split that picks the best epoch (evaluated after every epoch)."})
     test_split: Optional[str] = field(default="test", metadata={
         "help": "Split evaluated once at the end with the best adapter ('none' to skip)."})
+    allow_test_selection: bool = field(default=False, metadata={"help": (
+        "Allow --validation-split to be the test split (or a split named like one), so that the best epoch is "
+        "chosen on test data, as the official PromptPAR code does. Its test figures are then optimistic; the run "
+        "records that it did this (metrics.json: selected_on_test).")})
     synthetic_train: int = field(default=2000, metadata={"help": "Synthetic data: training examples."})
     synthetic_validation: int = field(default=400, metadata={"help": "Synthetic data: validation examples."})
     synthetic_test: int = field(default=400, metadata={"help": "Synthetic data: test examples."})
@@ -195,9 +203,13 @@ class TrainingArguments:
     save_total_limit: int = field(default=2, metadata={
         "help": "Epoch checkpoints to keep (the newest ones); at least 1."})
     logging_steps: int = field(default=10, metadata={"help": "Log the training loss every this many updates."})
-    report_to: Literal["auto", "tensorboard", "jsonl", "all", "none"] = field(default="auto", metadata={"help": (
-        "Tracker: tensorboard, jsonl (OUTPUT/logs/metrics.jsonl), all, none, or auto (tensorboard when installed, "
-        "else jsonl).")})
+    report_to: str = field(default="auto", metadata={"help": (
+        "Where metrics go: auto (tensorboard when installed, else jsonl), jsonl (OUTPUT/logs/metrics.jsonl), none, "
+        "all (jsonl and every installed tracker), or a comma-separated list of jsonl and Accelerate's trackers: "
+        "tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.")})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": (
+        "Recompute activations in the backward pass instead of storing them (model.gradient_checkpointing_enable): "
+        "less memory, more compute; the same updates.")})
     demo_pretrain_steps: int = field(default=0, metadata={"help": (
         "Demo only: steps of contrastive (SigLIP-style) pre-training of the tiny CLIP on synthetic image-sentence "
         "pairs before prompt tuning, cached (0: none; the demo reaches its figure without, see par_prompt.demo).")})
@@ -206,7 +218,8 @@ class TrainingArguments:
         "~/.cache/par_prompt.")})
     push_to_hub: Optional[str] = field(default=None, metadata={"help": (
         "After training, upload the best adapter (with its model card) to this Hub model repo, e.g. "
-        "your-name/promptpar-pa100k. The token comes from `hf auth login` or $HF_TOKEN.")})
+        "your-name/promptpar-pa100k. The login and the repository are checked (and the repository created) "
+        "before training starts. The token comes from `hf auth login` or $HF_TOKEN.")})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
     def __post_init__(self) -> None:
@@ -217,14 +230,36 @@ class TrainingArguments:
             raise ValueError(
                 f"--metric-for-best must be one of mA, accuracy, precision, recall, f1; got {self.metric_for_best!r}."
             )
-        if self.report_to not in ("auto", "tensorboard", "jsonl", "all", "none"):
-            raise ValueError(f"--report-to must be auto, tensorboard, jsonl, all or none; got {self.report_to!r}.")
-        if self.gradient_accumulation_steps < 1:
-            raise ValueError("--gradient-accumulation-steps must be at least 1.")
-        if self.save_total_limit < 1:
-            raise ValueError("--save-total-limit must be at least 1 (the latest checkpoint is needed to resume).")
-        if self.max_grad_norm < 0:
-            raise ValueError("--max-grad-norm must be non-negative (0 disables clipping).")
+        from .trackers import parse_report_to
+
+        parse_report_to(self.report_to)  # names only; availability is checked by resolve_arguments
+
+
+#: Arguments that may differ between an interrupted run and its resumption, and why.
+#: Every other argument must be the same (checked against the checkpoint before anything
+#: loads); the list is also written to OUTPUT/training_args.json.
+RESUME_MAY_CHANGE: dict[str, str] = {
+    "output_dir": "where the resumed run writes; the checkpoint is named by --resume",
+    "overwrite_output_dir": "only used when starting afresh",
+    "resume": "names the checkpoint",
+    "cache_dir": "where the same backbones are found",
+    "local_files_only": "where the same backbones are found",
+    "demo_cache_dir": "where the same demo backbones and data are found",
+    "attn_implementation": "the same attention computed another way (results equal up to float rounding)",
+    "gradient_checkpointing": "trades memory for compute; the same updates",
+    "num_workers": "data order and augmentation do not depend on the workers",
+    "eval_batch_size": "evaluation only (results equal up to float rounding)",
+    "test_split": "evaluated once at the end; takes no part in training or in choosing the best epoch",
+    "allow_test_selection": "a permission; the validation split itself must stay the same",
+    "logging_steps": "logging only",
+    "report_to": "logging only",
+    "save_total_limit": "how many checkpoints are kept",
+    "push_to_hub": "what happens to the result",
+    "hub_private": "what happens to the result",
+}
+
+#: Arguments naming a local path or a Hub id: equal on resume when they resolve to the same folder.
+PATH_ARGUMENTS = ("clip", "fusion", "data_dir")
 
 
 def is_demo(model_args: ModelArguments) -> bool:
@@ -234,26 +269,155 @@ def is_demo(model_args: ModelArguments) -> bool:
 
 def resolve_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments):
     """Fill the ``None`` defaults with the paper's or the demo's values (see the module
-    docstring) and check the combination. Returns new dataclass instances."""
+    docstring) and check every value and their combination (a ``ValueError`` naming the
+    option, before anything is loaded). Returns new dataclass instances."""
     defaults = DEMO_DEFAULTS if is_demo(model_args) else PAPER_DEFAULTS
     resolved = []
     for args, key in ((model_args, "model"), (data_args, "data"), (training_args, "training")):
         values = {name: value for name, value in defaults[key].items() if getattr(args, name) is None}
         resolved.append(dataclasses.replace(args, **values))
     model_args, data_args, training_args = resolved
-    for name in ("epochs", "batch_size"):
-        if getattr(training_args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
-    if training_args.warmup_epochs < 0 or training_args.warmup_epochs > training_args.epochs:
-        raise ValueError(f"--warmup-epochs must lie in [0, --epochs={training_args.epochs}].")
-    if training_args.eval_batch_size is None:
+    if training_args.eval_batch_size is None and isinstance(training_args.batch_size, int):
         training_args = dataclasses.replace(training_args, eval_batch_size=2 * training_args.batch_size)
-    if not is_demo(model_args) and data_args.dataset is None and data_args.data_dir is None:
+    check_arguments(model_args, data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Check resolved arguments: types, ranges, the roles of the splits, the model settings."""
+    _check_types(model_args, data_args, training_args)
+    t, d, m = training_args, data_args, model_args
+    at_least = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "gradient_accumulation_steps": 1,
+                "save_total_limit": 1, "logging_steps": 0, "demo_pretrain_steps": 0}
+    for name, low in at_least.items():
+        if getattr(t, name) < low:
+            extra = " (the latest checkpoint is needed to resume)" if name == "save_total_limit" else ""
+            raise ValueError(f"{_flag(name)} must be at least {low}{extra}; got {getattr(t, name)}.")
+    for name in ("num_workers", "augment_pad"):
+        value = getattr(d, name)
+        if value is not None and value < 0:
+            raise ValueError(f"{_flag(name)} must be non-negative; got {value}.")
+    for name in ("synthetic_train", "synthetic_validation", "synthetic_test"):
+        if getattr(d, name) < 1:
+            raise ValueError(f"{_flag(name)} must be at least 1; got {getattr(d, name)}.")
+    for name in ("lr_head", "lr_prompt"):
+        value = getattr(t, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{_flag(name)} must be a positive number; got {value}.")
+    if not 0 <= t.momentum < 1:
+        raise ValueError(f"--momentum must lie in [0, 1); got {t.momentum}.")
+    if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
+        raise ValueError(f"--weight-decay must be non-negative; got {t.weight_decay}.")
+    if not 0 < t.warmup_start_factor <= 1:
+        raise ValueError(f"--warmup-start-factor must lie in (0, 1]; got {t.warmup_start_factor}.")
+    if not (math.isfinite(t.max_grad_norm) and t.max_grad_norm >= 0):
+        raise ValueError(f"--max-grad-norm must be non-negative (0 disables clipping); got {t.max_grad_norm}.")
+    if not (math.isfinite(t.warmup_epochs) and 0 <= t.warmup_epochs <= t.epochs):
+        raise ValueError(
+            f"--warmup-epochs {t.warmup_epochs:g} does not fit in --epochs {t.epochs}: the warm-up must lie in "
+            f"[0, epochs]. Lower --warmup-epochs or raise --epochs."
+        )
+    if t.resume is not None and t.overwrite_output_dir:
+        raise ValueError("--resume continues the run in the output directory and --overwrite-output-dir deletes it; "
+                         "pass one of them.")
+    if t.push_to_hub is not None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(t.push_to_hub)
+        except HFValidationError as error:
+            raise ValueError(f"--push-to-hub {t.push_to_hub!r} is not a Hub repository id such as "
+                             f"your-name/promptpar-pa100k ({error}).") from None
+    from .trackers import check_trackers_available
+
+    check_trackers_available(t.report_to)
+    for name, value in (("clip", m.clip), ("fusion", m.fusion), ("data_dir", d.data_dir)):
+        if isinstance(value, str) and _is_local_path(value) and not Path(value).expanduser().exists():
+            raise ValueError(f"{_flag(name)} {value}: no such file or directory (a local path, not a Hub id).")
+    _check_splits(d)
+    from .data import check_named_data
+
+    check_named_data(d)
+    if not is_demo(m) and d.dataset is None and d.data_dir is None:
         raise ValueError(
             "Name the data: --dataset NAME --data-dir DIR (a directory from `par-prompt convert`), or --dataset "
             "with a Hub dataset id. Without --clip the demo runs on synthetic data."
         )
-    return model_args, data_args, training_args
+    from ..modeling import PromptPARConfig
+
+    PromptPARConfig(attributes=["attribute"], **m.config_kwargs())  # the model settings, by the model's own rules
+
+
+def _is_local_path(value: str) -> bool:
+    """Whether a --clip / --fusion / --data-dir value can only be a local path (a Hub id is
+    ``name`` or ``namespace/name``)."""
+    return value.startswith(("/", ".", "~")) or value.count("/") > 1 or "\\" in value
+
+
+def looks_like_test_split(name: str) -> bool:
+    """Whether a split name says it holds test data ("test", "Test", "test_a", "testing", ...)."""
+    return "test" in name.lower()
+
+
+def _check_splits(d: DataArguments) -> None:
+    for name in ("train_split", "validation_split"):
+        if not getattr(d, name):
+            raise ValueError(f"{_flag(name)} must name a split.")
+    if d.train_split in (d.validation_split, d.test_split):
+        other = "validation" if d.train_split == d.validation_split else "test"
+        raise ValueError(
+            f"--train-split {d.train_split!r} is also the {other} split: a model is never evaluated on the data it "
+            f"trains on. Name different splits (see the data's splits)."
+        )
+    if d.allow_test_selection:
+        return
+    if d.validation_split == d.test_split or looks_like_test_split(d.validation_split):
+        raise ValueError(
+            f"--validation-split {d.validation_split!r} is the test split: the best epoch would be chosen on test data "
+            f"and the test figures would be optimistic. Use a validation split (`par-prompt convert` writes one), or "
+            f"pass --allow-test-selection to do this knowingly (as the official PromptPAR code does)."
+        )
+
+
+def _check_types(*groups: Any) -> None:
+    """Every value has its field's type (values from config files are not parsed by argparse)."""
+    for group in groups:
+        hints = typing.get_type_hints(type(group))
+        for item in dataclasses.fields(group):
+            value = getattr(group, item.name)
+            if not _has_type(value, hints[item.name]):
+                raise ValueError(f"{_flag(item.name)} must be {_type_name(hints[item.name])}; got {value!r}.")
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:
+        return any(_has_type(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _type_name(kind: Any) -> str:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            type(None): "null"}.get(kind, getattr(kind, "__name__", str(kind)))
 
 
 def arguments_dict(*groups: Any) -> dict[str, Any]:
@@ -263,3 +427,36 @@ def arguments_dict(*groups: Any) -> dict[str, Any]:
         for name, value in dataclasses.asdict(group).items():
             out[name] = value if isinstance(value, (str, int, float, bool, type(None))) else json.dumps(value)
     return out
+
+
+def comparable_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` (of :func:`arguments_dict`) as a checkpoint records them for the resume
+    check: a path argument that names an existing local folder or file is replaced by its
+    absolute, resolved path, so that ``data/pa100k`` given from two directories is not
+    mistaken for the same data (nor ``./data/pa100k`` and ``data/pa100k`` for different)."""
+    out = dict(arguments)
+    for name in PATH_ARGUMENTS:
+        value = out.get(name)
+        if isinstance(value, str) and value and Path(value).expanduser().exists():
+            out[name] = str(Path(value).expanduser().resolve())
+    return out
+
+
+def resume_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The arguments that differ between a checkpoint's run (``recorded``) and this one and
+    may not (:data:`RESUME_MAY_CHANGE`): ``{name: (recorded value, current value)}``. Both
+    are dicts of :func:`comparable_arguments`."""
+    conflicts = {}
+    for name in sorted(set(recorded) | set(current)):
+        if name in RESUME_MAY_CHANGE:
+            continue
+        old, new = recorded.get(name, "<not recorded>"), current.get(name, "<not an argument>")
+        if old != new:
+            conflicts[name] = (old, new)
+    return conflicts
+
+
+def resume_changes(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """The allowed arguments (:data:`RESUME_MAY_CHANGE`) that differ, for the record."""
+    return {name: [recorded.get(name), current.get(name)] for name in sorted(RESUME_MAY_CHANGE)
+            if name in current and name != "resume" and recorded.get(name) != current.get(name)}

@@ -63,12 +63,21 @@ def load_training_data(data_args, demo_cache_dir: Optional[str] = None, demo: bo
 
         return demo_dataset(data_args.synthetic_train, data_args.synthetic_validation, data_args.synthetic_test,
                             seed=data_args.synthetic_seed, cache_dir=demo_cache_dir)
-    if name.lower() in par_data.KNOWN_DATASETS and not Path(name).exists():
-        raise TrainingDataError(
-            f"--dataset {name} names a benchmark but no data: convert it first (`par-prompt convert {name} SRC OUT`) "
-            f"and pass --data-dir OUT, or pass a Hub dataset id with --data-dir."
-        )
+    check_named_data(data_args)
     return par_data.load(name)
+
+
+def check_named_data(data_args) -> None:
+    """A benchmark name without ``--data-dir`` names no data: say how to convert it."""
+    from ..data import KNOWN_DATASETS
+
+    name = data_args.dataset
+    if data_args.data_dir is None and name is not None and name.lower() in KNOWN_DATASETS \
+            and not Path(name).exists():
+        raise TrainingDataError(
+            f"--dataset {name} names a benchmark but no data: convert it first (`par-prompt convert {name} --src "
+            f"SRC --out OUT`) and pass --data-dir OUT, or pass a Hub dataset id with --data-dir."
+        )
 
 
 # ------------------------------------------------------------------------------- checks

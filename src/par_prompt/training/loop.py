@@ -26,9 +26,12 @@ processes compute the same updates as one process with the same global batch.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
+import os
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,8 +40,21 @@ from typing import Any, Optional
 
 import torch
 
-from .arguments import DataArguments, ModelArguments, TrainingArguments, arguments_dict, is_demo, resolve_arguments
-from .checkpoint import CheckpointManager, write_json
+from ..fileio import write_json_atomic
+from .arguments import (
+    RESUME_MAY_CHANGE,
+    DataArguments,
+    ModelArguments,
+    TrainingArguments,
+    arguments_dict,
+    comparable_arguments,
+    is_demo,
+    looks_like_test_split,
+    resolve_arguments,
+    resume_changes,
+    resume_conflicts,
+)
+from .checkpoint import CheckpointManager, read_trainer_state
 from .data import (
     EpochBatchSampler,
     ImageSplit,
@@ -52,6 +68,7 @@ from .data import (
 )
 from .distributed import convert_sync_batchnorm
 from .optim import WarmupCosineSchedule, build_optimizer
+from .logs import LOG_FILE, run_logging
 from .trackers import select_trackers
 
 logger = logging.getLogger(__name__)
@@ -63,9 +80,6 @@ ARGS_FILE = "training_args.json"
 BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
-#: Arguments that change the trajectory of a run: a resumed run must use the same.
-RESUME_INVARIANTS = ("epochs", "batch_size", "gradient_accumulation_steps", "lr_head", "lr_prompt", "momentum",
-                     "weight_decay", "warmup_epochs", "warmup_start_factor", "max_grad_norm", "seed")
 
 
 class TrainingError(RuntimeError):
@@ -96,39 +110,58 @@ class TrainingResult:
     metrics_path: Optional[Path] = None
 
 
-def _trainer_state(epoch: int, update: int, best: dict[str, Any], history: list[dict[str, Any]],
-                   args: TrainingArguments, num_train: int) -> dict[str, Any]:
-    from .. import __version__
+def data_fingerprint(data, labels: dict[str, Any], splits: list[str]) -> str:
+    """A short hash of what a run trains and selects on: attributes, sentences and the
+    labels of ``splits`` (checked on resume, so that other data at the same path is caught)."""
+    import hashlib
 
-    return {
-        "epoch": epoch, "global_step": update, "best": best, "history": history, "num_train_examples": num_train,
-        "recipe": {name: getattr(args, name) for name in RESUME_INVARIANTS}, "version": __version__,
-    }
+    digest = hashlib.sha256(json.dumps([list(data.attributes), list(data.sentences or [])]).encode())
+    for split in splits:
+        matrix = labels[split]
+        digest.update(f"{split}:{matrix.shape}".encode())
+        digest.update(matrix.astype("int8").tobytes())
+    return digest.hexdigest()[:16]
 
 
 class PromptPARTrainer:
     """One training run (see the module docstring). ``PromptPARTrainer(m, d, t).train()``.
 
     The pieces are methods so that a subclass can observe or alter one of them (tests
-    do: e.g. ``save_checkpoint``); :func:`train` is the plain entry point.
+    do: e.g. ``save_checkpoint``); :func:`train` is the plain entry point. ``sources``
+    (from :func:`par_prompt.training.recipe.build_arguments`) records where the settings
+    came from, for ``training_args.json``.
     """
 
     def __init__(self, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
-                 data=None):
+                 data=None, sources: Optional[dict[str, Any]] = None):
         self.demo = is_demo(model_args)
         self.given_data = data
+        self.sources = dict(sources or {})
         self.model_args, self.data_args, self.args = resolve_arguments(model_args, data_args, training_args)
         self.output_dir = Path(self.args.output_dir).expanduser().absolute()
         self.best_dir = self.output_dir / BEST_DIR
         self.last_checkpoint: Optional[Path] = None
+        self.resume_from: Optional[Path] = None
+        self.resumed_state: Optional[dict[str, Any]] = None
+        self.hub_repo: Optional[str] = None
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The resolved arguments as one flat dict."""
+        return arguments_dict(self.model_args, self.data_args, self.args)
+
+    @property
+    def selects_on_test(self) -> bool:
+        d = self.data_args
+        return d.validation_split == d.test_split or looks_like_test_split(d.validation_split)
 
     # ---------------------------------------------------------------- set-up
     def _make_accelerator(self):
-        from accelerate import Accelerator, PartialState
+        from accelerate import Accelerator
         from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration
 
         mixed_precision = self.args.mixed_precision
-        if mixed_precision == "fp16" and PartialState().device.type == "cpu":
+        if mixed_precision == "fp16" and _process_state().device.type == "cpu":
             warnings.warn("--mixed-precision fp16 is not supported on CPU (no fp16 autocast with a gradient scaler "
                           "there); training in full precision instead. Use --mixed-precision bf16 on CPU.",
                           stacklevel=2)
@@ -145,9 +178,25 @@ class PromptPARTrainer:
         self.mixed_precision = mixed_precision
         return accelerator
 
-    def _prepare_output_dir(self, is_main: bool) -> None:
-        """Refuse to mix two runs in one output directory. Every process checks (so that all
-        fail alike); the main process cleans up (``--overwrite-output-dir``) and creates it."""
+    def _check_output_dir(self) -> None:
+        """Refuse an output directory that is a file or cannot be written, before anything
+        else happens (every process checks; nothing is created here)."""
+        out = self.output_dir
+        for path in (out, *out.parents):
+            if path.exists():
+                if not path.is_dir():
+                    what = "--output-dir" if path == out else f"--output-dir {out}: {path}"
+                    raise TrainingError(f"{what} is a file, not a directory; choose another --output-dir.")
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise TrainingError(f"--output-dir {out}: {path} is not writable; choose a writable "
+                                        f"--output-dir.")
+                break
+
+    def _prepare_output_dir(self, is_main: bool) -> Optional[str]:
+        """Refuse to mix two runs in one output directory, create it and prove it writable.
+        Every process checks (so that all fail alike); the main process cleans up
+        (``--overwrite-output-dir``) and creates it, and returns what went wrong instead of
+        raising, so that the other processes are not left waiting for it."""
         manager = CheckpointManager(None, self.output_dir / CHECKPOINT_DIR)
         if self.args.resume is None and manager.checkpoints():
             if not self.args.overwrite_output_dir:
@@ -159,7 +208,94 @@ class PromptPARTrainer:
                 shutil.rmtree(self.output_dir / CHECKPOINT_DIR)
                 shutil.rmtree(self.best_dir, ignore_errors=True)
         if is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                (self.output_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=self.output_dir):
+                    pass
+            except OSError as error:
+                return (f"--output-dir {self.output_dir} cannot be written ({error.strerror or error}); choose a "
+                        f"writable --output-dir.")
+        return None
+
+    def _read_resume_checkpoint(self) -> None:
+        """``--resume``: find the checkpoint and check its recorded arguments against this
+        run's, before any data or model loads (every process)."""
+        if self.args.resume is None:
+            return
+        manager = CheckpointManager(None, self.output_dir / CHECKPOINT_DIR)
+        path = manager.resolve(self.args.resume)
+        state = read_trainer_state(path)
+        conflicts = resume_conflicts(state["arguments"], comparable_arguments(self.arguments))
+        if conflicts:
+            details = "; ".join(f"{name}: {old!r} in the checkpoint, {new!r} now" for name, (old, new)
+                                in conflicts.items())
+            raise TrainingError(
+                f"--resume {path}: this run's settings differ from the checkpoint's ({details}). A resumed run must "
+                f"use the same settings (they are in {self.output_dir / ARGS_FILE}); only output, logging, worker, "
+                f"evaluation-batch, test-split and Hub settings may change ({', '.join(sorted(RESUME_MAY_CHANGE))}). "
+                f"Resume with the same settings or start a new run."
+            )
+        if state["epoch"] > self.args.epochs:
+            raise TrainingError(f"--resume {path}: the checkpoint is after epoch {state['epoch']}, beyond --epochs "
+                                f"{self.args.epochs}.")
+        self.resume_from, self.resumed_state = path, state
+
+    def _check_hub(self, accelerator) -> None:
+        """``--push-to-hub``: check the login and the repository now, not after the last epoch."""
+        if self.args.push_to_hub is None:
+            return
+        from accelerate.utils import broadcast_object_list
+
+        from ..hub import HubAccessError, check_push_access
+
+        outcome = [None, None]
+        if accelerator.is_main_process:
+            try:
+                outcome[0] = check_push_access(self.args.push_to_hub, private=self.args.hub_private or None)
+            except HubAccessError as error:
+                outcome[1] = str(error)
+        if accelerator.num_processes > 1:
+            broadcast_object_list(outcome)
+        if outcome[1] is not None:
+            raise TrainingError(outcome[1])
+        self.hub_repo = outcome[0]
+        logger.info("Hub: %s is writable; the best adapter is pushed there at the end.", self.hub_repo)
+
+    def _write_arguments(self) -> None:
+        """``OUTPUT/training_args.json``: the resolved settings (a valid --config file), where
+        they came from, and what may change on resume (and what did)."""
+        from .. import __version__
+
+        resumes = list((self.resumed_state or {}).get("resumes", []))
+        if self.resumed_state is not None:
+            changed = resume_changes(self.resumed_state["arguments"], comparable_arguments(self.arguments))
+            processes = (self.resumed_state.get("num_processes"), self.accelerator.num_processes)
+            if processes[0] != processes[1]:  # equal updates up to float rounding (global batches)
+                changed["num_processes"] = list(processes)
+            resumes.append({"checkpoint": str(self.resume_from), "changed": changed})
+        self.resumes = resumes
+        record = {"arguments": self.arguments, "sources": self.sources,
+                  "resume": {"may_change": RESUME_MAY_CHANGE, "resumed": resumes}, "version": __version__}
+        write_json_atomic(self.output_dir / ARGS_FILE, record)
+
+    def _print_settings(self) -> None:
+        sources = [f"recipe {self.sources['recipe']}" if self.sources.get("recipe") else None,
+                   f"config {self.sources['config']}" if self.sources.get("config") else None]
+        origin = ", ".join(s for s in sources if s) or "defaults"
+        items = [f"{name}={value}" for name, value in self.arguments.items()]
+        lines, line = [], "  "
+        for item in items:
+            if len(line) + len(item) > 100 and line.strip():
+                lines.append(line.rstrip())
+                line = "  "
+            line += item + "  "
+        lines.append(line.rstrip())
+        logger.info("Settings (%s, then the command line; saved in %s):\n%s", origin, self.output_dir / ARGS_FILE,
+                    "\n".join(lines))
+        if self.selects_on_test:
+            logger.warning("--allow-test-selection: the best epoch is chosen on the split %r, which holds test "
+                           "data; its test figures are optimistic (recorded in metrics.json).",
+                           self.data_args.validation_split)
 
     def _load_data(self):
         if self.given_data is not None:
@@ -170,7 +306,7 @@ class PromptPARTrainer:
             return load_training_data(self.data_args, self.args.demo_cache_dir, demo=self.demo)
         except TrainingDataError:
             raise
-        except (FileNotFoundError, KeyError, ValueError, IndexError) as error:
+        except (OSError, KeyError, ValueError, IndexError, TypeError) as error:
             where = self.data_args.data_dir or self.data_args.dataset
             raise TrainingDataError(f"The data {where!r} could not be loaded: {error}") from error
 
@@ -192,12 +328,16 @@ class PromptPARTrainer:
             clip, fusion = backbones.clip, m.fusion or backbones.vit
         else:
             clip, fusion = m.clip, m.fusion
-        return PromptPARModel.from_backbones(
-            clip, list(data.attributes), fusion, clip_revision=m.clip_revision, fusion_revision=m.fusion_revision,
-            cache_dir=m.cache_dir, local_files_only=m.local_files_only, attn_implementation=m.attn_implementation,
-            sentences=list(data.sentences), dataset=dataset_name if dataset_name in ATTRIBUTE_SENTENCES else None,
-            **config_kwargs,
-        )
+        try:
+            return PromptPARModel.from_backbones(
+                clip, list(data.attributes), fusion, clip_revision=m.clip_revision, fusion_revision=m.fusion_revision,
+                cache_dir=m.cache_dir, local_files_only=m.local_files_only, attn_implementation=m.attn_implementation,
+                sentences=list(data.sentences), dataset=dataset_name if dataset_name in ATTRIBUTE_SENTENCES else None,
+                **config_kwargs,
+            )
+        except (OSError, ValueError) as error:
+            raise TrainingError(f"The model cannot be built from --clip {clip} and --fusion {fusion}: "
+                                f"{' '.join(str(error).split())}") from error
 
     # ------------------------------------------------------------------ public
     def train(self) -> TrainingResult:
@@ -206,26 +346,53 @@ class PromptPARTrainer:
 
         started = time.perf_counter()
         args = self.args
-        self.accelerator = accelerator = self._make_accelerator()
-        try:
-            self._prepare_output_dir(accelerator.is_main_process)
-            accelerator.wait_for_everyone()
-            set_seed(args.seed)
-            with accelerator.main_process_first():  # the demo cache / downloads are written once
-                data = self._load_data()
-            # every check of the data runs before the (possibly large) backbones load
-            labels = check_splits(data, self.data_args.train_split, self.data_args.validation_split,
-                                  self.data_args.test_split, len(data.attributes))
-            with accelerator.main_process_first(), _quiet_transformers():
+        self._check_output_dir()
+        state = _process_state()
+        problem = [self._prepare_output_dir(state.is_main_process)]
+        if state.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(problem)  # the main process's outcome, so that all stop alike
+        if problem[0] is not None:
+            raise TrainingError(problem[0])
+        self._read_resume_checkpoint()
+        log_file = self.output_dir / LOG_DIR / LOG_FILE
+        with run_logging(log_file if state.is_main_process else None):
+            self.accelerator = accelerator = self._make_accelerator()
+            try:
+                self._check_hub(accelerator)
+                if accelerator.is_main_process:
+                    self._print_settings()
                 set_seed(args.seed)
-                model = self._build_model(data)
-            self.data, self.model = data, model
-            self._check_attributes(data, model)
-            return self._run(model, data, labels, started)
-        finally:
-            accelerator.end_training()
+                with accelerator.main_process_first():  # the demo cache / downloads are written once
+                    data = self._load_data()
+                # every check of the data runs before the (possibly large) backbones load
+                labels = check_splits(data, self.data_args.train_split, self.data_args.validation_split,
+                                      self.data_args.test_split, len(data.attributes))
+                self.fingerprint = data_fingerprint(data, labels, [self.data_args.train_split,
+                                                                   self.data_args.validation_split])
+                self._check_resumed_data()
+                if accelerator.is_main_process:
+                    self._write_arguments()
+                with accelerator.main_process_first(), _quiet_transformers():
+                    set_seed(args.seed)
+                    model = self._build_model(data)
+                self.data, self.model = data, model
+                self._check_attributes(data, model)
+                return self._run(model, data, labels, started)
+            finally:
+                accelerator.end_training()
 
     # ------------------------------------------------------------------- steps
+    def _check_resumed_data(self) -> None:
+        state = self.resumed_state
+        if state is not None and state.get("data_fingerprint") != self.fingerprint:
+            raise TrainingError(
+                f"--resume {self.resume_from}: the data differ from the data the checkpoint was trained on (other "
+                f"labels, attributes, sentences or split sizes at {self.data_args.data_dir or self.data_args.dataset!r}"
+                f"). Resume with the run's data or start a new run."
+            )
+
     def _check_attributes(self, data, model) -> None:
         if list(data.attributes) != list(model.config.attributes):
             raise TrainingDataError(
@@ -269,26 +436,24 @@ class PromptPARTrainer:
         # One BatchNorm implementation for any number of processes (global-batch statistics;
         # the same operations with one process as with many, so that both round alike).
         convert_sync_batchnorm(model)
+        if a.gradient_checkpointing:
+            self._enable_checkpointing(model)
         trainable = [p for p in model.parameters() if p.requires_grad]
         prepared, optimizer = accelerator.prepare(model, optimizer)
-        accelerator.register_for_checkpointing(scheduler)
         checkpoints = CheckpointManager(accelerator, self.output_dir / CHECKPOINT_DIR, a.save_total_limit)
-        checkpoints.register_hooks(prepared)
+        self._training_objects = (prepared, optimizer, scheduler)
 
-        config = arguments_dict(self.model_args, self.data_args, a)
         best = {"metric": a.metric_for_best, "value": None, "epoch": None}
         history: list[dict[str, Any]] = []
         start_epoch, update = 0, 0
-        if a.resume is not None:
-            path = checkpoints.resolve(a.resume)
-            state = checkpoints.load(path)
-            self._check_resume(state, path, len(train_labels))
+        if self.resume_from is not None:
+            path = self.resume_from
+            state = checkpoints.load(path, prepared, optimizer, scheduler)
             start_epoch, update, best, history = state["epoch"], state["global_step"], state["best"], state["history"]
             self.last_checkpoint = path
-            accelerator.print(f"Resumed from {path} (epoch {start_epoch} of {a.epochs} done).")
-        elif accelerator.is_main_process:
-            write_json(self.output_dir / ARGS_FILE, config)
-        accelerator.init_trackers("promptpar", config=config)
+            self._restore_best_adapter(accelerator.unwrap_model(prepared), best, start_epoch, state)
+            logger.info("Resumed from %s (epoch %d of %d done).", path, start_epoch, a.epochs)
+        accelerator.init_trackers("promptpar", config=self.arguments)
         self._describe(model, labels, updates_per_epoch, total_updates)
 
         for epoch in range(start_epoch, a.epochs):
@@ -296,6 +461,11 @@ class PromptPARTrainer:
                                                    epoch, update)
             metrics = self._evaluate(prepared, eval_loaders[d.validation_split])
             value = getattr(metrics, a.metric_for_best)
+            if value is None:  # mA / mAP are undefined when no attribute has both positives and negatives
+                raise TrainingDataError(
+                    f"The validation split {d.validation_split!r} scores no attribute ({a.metric_for_best} needs an "
+                    "attribute with both positive and negative labels); use a larger validation split."
+                )
             lr_prompt, lr_head = scheduler.get_last_lr()
             record = {"epoch": epoch + 1, "global_step": update, "train_loss": train_loss,
                       "lr_head": lr_head, "lr_prompt": lr_prompt,
@@ -308,11 +478,10 @@ class PromptPARTrainer:
                     accelerator.unwrap_model(prepared).save_pretrained(self.best_dir)
             accelerator.log({f"validation/{k}": v for k, v in record.items() if k not in ("epoch", "global_step")}
                             | {"epoch": epoch + 1}, step=update)
-            accelerator.print(
-                f"epoch {epoch + 1}/{a.epochs}: train loss {train_loss:.4f} | validation {metrics.paper_row()}"
-                + (f"  <- best {a.metric_for_best}" if improved else ""))
+            logger.info(f"epoch {epoch + 1}/{a.epochs}: train loss {train_loss:.4f} | validation {metrics.paper_row()}"
+                        + (f"  <- best {a.metric_for_best}" if improved else ""))
             accelerator.wait_for_everyone()
-            state = _trainer_state(epoch + 1, update, best, history, a, len(train_labels))
+            state = self._trainer_state(epoch + 1, update, best, history, len(train_labels))
             self.last_checkpoint = self.save_checkpoint(checkpoints, epoch + 1, state)
 
         accelerator.wait_for_everyone()
@@ -320,6 +489,7 @@ class PromptPARTrainer:
             raise TrainingError("No epoch was trained, so there is no adapter to evaluate (check --epochs and --resume).")
         del prepared, optimizer, model
         self.model = None
+        self._training_objects = None
         accelerator.free_memory()  # the training model goes before the best one is loaded
         test_metrics = self._final_test(eval_loaders.get(d.test_split))
         result = TrainingResult(self.output_dir, self.best_dir, best["epoch"], a.metric_for_best, best["value"],
@@ -327,28 +497,64 @@ class PromptPARTrainer:
         self._finish(result, data, time.perf_counter() - started)
         return result
 
+    @staticmethod
+    def _enable_checkpointing(model) -> None:
+        """Recompute activations in the backward pass. transformers >= 5.24 names it
+        ``activation_checkpointing_enable`` (which still calls an overridden
+        ``gradient_checkpointing_enable``); earlier 5.x only has the older name."""
+        kwargs = {"use_reentrant": False}
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    def _restore_best_adapter(self, model, best: dict[str, Any], epoch: int, state: dict[str, Any]) -> None:
+        """After a resume, make sure ``best/`` holds the best epoch so far (it may lie in
+        the output directory of the run that wrote the checkpoint, when the output
+        directory changed): export it from the resumed weights when the best epoch is the
+        checkpoint's own, copy it from the earlier run's ``best/``, or refuse before
+        training, so that a run never ends without its best adapter."""
+        if best.get("epoch") is None or (self.best_dir / "config.json").is_file():
+            return
+        accelerator = self.accelerator
+        if best["epoch"] == epoch:
+            if accelerator.is_main_process:
+                model.save_pretrained(self.best_dir)
+        else:
+            earlier = state.get("arguments", {}).get("output_dir")
+            source = Path(earlier).expanduser() / BEST_DIR if earlier else None
+            if source is None or not (source / "config.json").is_file():
+                raise TrainingError(
+                    f"The best adapter so far (epoch {best['epoch']}) is not in {self.best_dir}"
+                    + (f" nor in {source}" if source is not None else "")
+                    + "; resume in the run's original --output-dir, or copy its best/ folder to "
+                    f"{self.best_dir}."
+                )
+            if accelerator.is_main_process:
+                shutil.copytree(source, self.best_dir, dirs_exist_ok=True)
+        accelerator.wait_for_everyone()
+
+    def _trainer_state(self, epoch: int, update: int, best: dict[str, Any], history: list[dict[str, Any]],
+                       num_train: int) -> dict[str, Any]:
+        from .. import __version__
+
+        return {
+            "epoch": epoch, "global_step": update, "best": best, "history": history, "num_train_examples": num_train,
+            "data_fingerprint": self.fingerprint, "arguments": comparable_arguments(self.arguments),
+            "resumes": getattr(self, "resumes", []), "version": __version__,
+        }
+
     def save_checkpoint(self, checkpoints: CheckpointManager, epoch: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint after ``epoch`` (every process); return its path."""
-        return checkpoints.save(epoch, state)
-
-    def _check_resume(self, state: dict[str, Any], path: Path, num_train: int) -> None:
-        recipe = {name: getattr(self.args, name) for name in RESUME_INVARIANTS}
-        changed = {k: (state["recipe"].get(k), v) for k, v in recipe.items() if state["recipe"].get(k) != v}
-        if state.get("num_train_examples") != num_train:
-            changed["training examples"] = (state.get("num_train_examples"), num_train)
-        if changed:
-            details = ", ".join(f"{k}: {old} in the checkpoint, {new} now" for k, (old, new) in changed.items())
-            raise TrainingError(
-                f"The checkpoint {path} was written by a run with another recipe ({details}). Resume with the "
-                f"arguments of that run (they are in {self.output_dir / ARGS_FILE}), or start a new run."
-            )
+        return checkpoints.save(epoch, state, *self._training_objects)
 
     def _describe(self, model, labels, updates_per_epoch: int, total_updates: int) -> None:
         a, accelerator = self.args, self.accelerator
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         sizes = ", ".join(f"{split} {labels[split].shape[0]}" for split in labels)
-        accelerator.print(
+        logger.info(
             f"PromptPAR {'demo ' if self.demo else ''}training: {model.config.num_attributes} attributes; {sizes}; "
             f"{trainable:,} trainable of {total:,} parameters; {accelerator.num_processes} process(es) on "
             f"{accelerator.device.type}, mixed precision {self.mixed_precision}; {a.epochs} epochs × "
@@ -357,22 +563,25 @@ class PromptPARTrainer:
         )
 
     def _train_epoch(self, model, optimizer, scheduler, sampler, loader, trainable, epoch: int, update: int):
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         a, accelerator = self.args, self.accelerator
         model.train()
         sampler.set_epoch(epoch)
         device = accelerator.device
+        ratios = accelerator.unwrap_model(model).positive_ratios
         steps = len(sampler)
         window, window_count = torch.zeros((), device=device), 0
+        window_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         epoch_sum, epoch_count = torch.zeros((), device=device), 0
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{a.epochs}", leave=False,
-                   disable=not accelerator.is_local_main_process)
+        bar = progress_bar(total=steps, desc=f"epoch {epoch + 1}/{a.epochs}", unit="step", leave=False,
+                           enabled=accelerator.is_local_main_process)
         for step, batch in enumerate(loader):
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"].to(device, non_blocking=True)
                 labels = batch["labels"].to(device, non_blocking=True)
-                loss = model(pixel_values=pixel_values, labels=labels).loss
+                output = model(pixel_values=pixel_values, labels=labels)
+                loss = output.loss
                 self._check_finite(loss, update, epoch, step, steps, "loss")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
@@ -386,18 +595,34 @@ class PromptPARTrainer:
             detached = loss.detach().float()
             window, window_count = window + detached, window_count + 1
             epoch_sum, epoch_count = epoch_sum + detached, epoch_count + 1
+            if a.logging_steps > 0:  # kept (B x N each) to log the two loss terms once per window
+                window_outputs.append((output.logits.detach(), output.gl_logits.detach(), labels))
             bar.update(1)
             if accelerator.sync_gradients:
                 update += 1
                 if a.logging_steps > 0 and update % a.logging_steps == 0:
-                    mean = accelerator.reduce(window / window_count, "mean").item()
+                    terms = self._loss_terms(window_outputs, ratios)
+                    values = accelerator.reduce(torch.stack([window / window_count, *terms]), "mean").tolist()
                     lrs = scheduler.get_last_lr()
-                    accelerator.log({"train/loss": mean, "train/lr_prompt": lrs[0], "train/lr_head": lrs[1],
+                    accelerator.log({"train/loss": values[0], "train/attribute_loss": values[1],
+                                     "train/gl_loss": values[2], "train/lr_prompt": lrs[0], "train/lr_head": lrs[1],
                                      "train/grad_norm": float(norm), "epoch": epoch + step / steps}, step=update)
-                    bar.set_postfix(loss=f"{mean:.4f}")
-                    window, window_count = torch.zeros((), device=device), 0
+                    bar.set_postfix(loss=f"{values[0]:.4f}")
+                    window, window_count, window_outputs = torch.zeros((), device=device), 0, []
         bar.close()
         return accelerator.reduce(epoch_sum / max(1, epoch_count), "mean").item(), update
+
+    @staticmethod
+    def _loss_terms(outputs, ratios) -> list[torch.Tensor]:
+        """The attribute (heads) and GL terms of the loss over a logging window, unweighted by
+        ``gl_alpha``: the loss of every batch is a mean over its images and the batches are
+        equal in size, so the window's mean is the loss of the concatenated batches."""
+        from ..losses import weighted_bce_with_logits
+
+        logits, gl_logits, labels = (torch.cat(parts) for parts in zip(*outputs))
+        with torch.no_grad():
+            return [weighted_bce_with_logits(logits, labels, ratios).float(),
+                    weighted_bce_with_logits(gl_logits, labels, ratios).float()]
 
     def _check_finite(self, value: torch.Tensor, update: int, epoch: int, step: int, steps: int, what: str) -> None:
         accelerator = self.accelerator
@@ -456,12 +681,13 @@ class PromptPARTrainer:
             "best_dir": str(self.best_dir), "validation": result.validation_history,
             "test": None if test is None else {"split": self.data_args.test_split, **test.as_dict()},
             "seconds": round(seconds, 1), "num_processes": accelerator.num_processes,
+            "validation_split": self.data_args.validation_split, "selected_on_test": self.selects_on_test,
         }
         if test is not None:
             accelerator.log({f"test/{k}": getattr(test, k) for k in ("mA", "accuracy", "precision", "recall", "f1")},
                             step=result.validation_history[-1]["global_step"] if result.validation_history else 0)
         if accelerator.is_main_process:
-            write_json(result.metrics_path, summary)
+            write_json_atomic(result.metrics_path, summary)
             self._model_card(result, data)
             best_row = result.validation_history[result.best_epoch - 1] if result.validation_history else {}
             lines = [
@@ -474,13 +700,13 @@ class PromptPARTrainer:
                           "  " + test.paper_row(), "", test.per_attribute_table()]
             lines += ["", f"Adapter saved to {self.best_dir} (load it with PromptPARModel.from_pretrained).",
                       f"Metrics in {result.metrics_path}; {seconds:.0f} s in all."]
-            accelerator.print("\n".join(lines))
+            logger.info("\n".join(lines))
             if a.push_to_hub:
                 from ..hub import push_to_hub
 
-                url = push_to_hub(self.best_dir, a.push_to_hub, private=a.hub_private or None,
+                url = push_to_hub(self.best_dir, self.hub_repo or a.push_to_hub, private=a.hub_private or None,
                                   commit_message=f"PromptPAR adapter, best epoch {result.best_epoch}")
-                accelerator.print(f"Pushed to {url}")
+                logger.info("Pushed to %s", url)
         accelerator.wait_for_everyone()
 
     def _model_card(self, result: TrainingResult, data) -> None:
@@ -491,7 +717,17 @@ class PromptPARTrainer:
         dataset_name = self.data_args.dataset or data.name or self.data_args.data_dir
         write_model_card(self.best_dir, metrics=metrics,
                          training_args=arguments_dict(self.model_args, self.data_args, self.args),
-                         dataset_name=dataset_name, repo_id=self.args.push_to_hub)
+                         dataset_name=dataset_name, repo_id=self.hub_repo or self.args.push_to_hub)
+
+
+def _process_state():
+    """Accelerate's process state, created as ``Accelerator`` would create it (a plain
+    ``PartialState()`` ignores ACCELERATE_USE_CPU and would leave torchrun's CPU processes
+    unaware of each other)."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 @contextlib.contextmanager
@@ -512,7 +748,8 @@ def _quiet_transformers():
 
 
 def train(model_args: Optional[ModelArguments] = None, data_args: Optional[DataArguments] = None,
-          training_args: Optional[TrainingArguments] = None, *, data=None) -> TrainingResult:
+          training_args: Optional[TrainingArguments] = None, *, data=None,
+          sources: Optional[dict[str, Any]] = None) -> TrainingResult:
     """Train PromptPAR (see the module docstring). With no arguments: the demo.
 
     ``data`` (a :class:`~par_prompt.data.ParData` or a ``DatasetDict`` carrying the
@@ -520,4 +757,4 @@ def train(model_args: Optional[ModelArguments] = None, data_args: Optional[DataA
     ``data_args`` still apply.
     """
     return PromptPARTrainer(model_args or ModelArguments(), data_args or DataArguments(),
-                            training_args or TrainingArguments(), data=data).train()
+                            training_args or TrainingArguments(), data=data, sources=sources).train()

@@ -1,4 +1,4 @@
-"""PAR metrics (mA, Acc, Prec, Rec, F1) as an ``evaluate`` metric.
+"""PAR metrics (mA, mAP, Acc, Prec, Rec, F1) as an ``evaluate`` metric.
 
 This script only adapts ``par_prompt.metrics.compute_par_metrics`` to the ``evaluate``
 interface; the formulas live in ``par_prompt.metrics`` and nowhere else. Load it with
@@ -25,9 +25,12 @@ The standard pedestrian attribute recognition (PAR) metrics. Predictions are per
 probabilities, references are multi-hot labels where 2 marks an uncertain entry that is
 left out of every count. An entry is predicted positive when its probability is strictly
 greater than the threshold. Label-based: mA, the mean over attributes of
-(positive recall + negative recall) / 2. Instance-based, per sample then averaged:
-accuracy |P∩G|/|P∪G|, precision |P∩G|/|P|, recall |P∩G|/|G| and F1; a zero denominator
-counts as 0. All scores are fractions in [0, 1].
+(positive recall + negative recall) / 2, mAP, the mean of the per-attribute average
+precision, and per-attribute precision and F1. An attribute without certain positives or
+without certain negatives gets None ("n/a") for the scores that need them, and every
+mean over attributes is over the attributes that have both. Instance-based, per sample
+then averaged: accuracy |P∩G|/|P∪G|, precision |P∩G|/|P|, recall |P∩G|/|G| and F1; any
+other zero denominator counts as 0. All scores are fractions in [0, 1].
 """
 
 _KWARGS_DESCRIPTION = """
@@ -41,9 +44,11 @@ Args:
     attribute_names (`list` of `str`, optional): names reported back with the
         per-attribute recalls.
 Returns:
-    A dict with `mA`, `accuracy`, `precision`, `recall`, `f1` (fractions), `threshold`,
-    per-attribute `positive_recall` / `negative_recall` / `num_positives` /
-    `num_negatives`, `attribute_names`, `num_samples`, `num_uncertain`,
+    A dict with `mA`, `mAP`, `accuracy`, `precision`, `recall`, `f1` (fractions),
+    `threshold`, per-attribute `positive_recall` / `negative_recall` /
+    `attribute_precision` / `attribute_f1` / `average_precision` (None where "n/a") /
+    `num_positives` / `num_negatives`, `mean_attribute_precision`, `mean_attribute_f1`,
+    `num_attributes_scored`, `attribute_names`, `num_samples`, `num_uncertain`,
     `num_attributes_without_positives`, `num_attributes_without_negatives` and
     `f1_of_means` (F1 of the averaged precision and recall, for comparison).
 Examples:

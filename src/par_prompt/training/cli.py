@@ -1,0 +1,155 @@
+"""The ``par-prompt train`` command; ``examples/train_par.py`` (the ``accelerate launch``
+entry point) runs the same code through :func:`main`.
+
+    par-prompt train                                     # the embedded demo
+    par-prompt train --recipe pa100k --data-dir data/pa100k
+    par-prompt train --config my_run.yaml --epochs 20    # flags override the file
+    accelerate launch --num_processes 8 examples/train_par.py --recipe pa100k --data-dir data/pa100k
+
+Options are the fields of :class:`~par_prompt.training.ModelArguments`,
+:class:`~par_prompt.training.DataArguments` and
+:class:`~par_prompt.training.TrainingArguments` (with dashes or underscores), plus
+``--recipe`` and ``--config`` (:mod:`par_prompt.training.recipe`). Only the flags given
+on the command line override the recipe and the file: the parser has no defaults of its
+own (the dataclasses hold them).
+
+Exit codes: 0 done; 2 bad input (one line on stderr naming the problem and the fix:
+options, files, data, output directory, checkpoint, Hub access); 1 training failed (the
+loss became NaN or infinite: one line naming the step and the last good checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+__all__ = ["build_parser", "main", "options_parser", "register", "run"]
+
+COMMAND = "train"
+DESCRIPTION = ("Train PromptPAR with Accelerate, from one CPU to many GPUs. Without --clip (or a --recipe) the "
+               "embedded demo runs: synthetic data and tiny backbones, a few minutes on a CPU.")
+EPILOG = """settings are resolved in layers: the defaults (the paper's recipe with --clip, the demo without),
+then --recipe (the paper's setting for one data set), then --config FILE (.yaml or .json; an earlier run's
+OUTPUT/training_args.json works too), then the flags given here. The resolved settings are printed at the
+start and saved in OUTPUT/training_args.json.
+
+examples:
+  par-prompt train
+  par-prompt train --recipe pa100k --data-dir data/pa100k --output-dir runs/pa100k
+  par-prompt train --recipe wider --data-dir data/wider --epochs 30 --report-to tensorboard,wandb
+  par-prompt train --output-dir runs/pa100k --recipe pa100k --data-dir data/pa100k --resume latest
+  accelerate launch --num_processes 8 examples/train_par.py --recipe pa100k --data-dir data/pa100k
+"""
+USAGE = "%(prog)s [--recipe NAME] [--config FILE] [OPTIONS]  (--help lists the options)"
+#: Namespace entries that are not training options.
+NOT_OPTIONS = ("command", "func", "recipe", "config")
+
+
+def _version() -> str:
+    from ..cli import _version as package_version
+
+    return package_version()
+
+
+def options_parser() -> argparse.ArgumentParser:
+    """A parent parser holding every training option (built by ``HfArgumentParser`` from
+    the dataclasses), with no defaults: an option not given is absent from the namespace."""
+    from transformers import HfArgumentParser
+
+    from .arguments import DataArguments, ModelArguments, TrainingArguments
+    from .recipe import recipe_names
+
+    options = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), add_help=False)
+    settings = options.add_argument_group("settings")
+    settings.add_argument("--recipe", metavar="NAME", help=(
+        f"The paper's settings for one data set: {', '.join(recipe_names())}. WIDER and the zero-shot splits use "
+        "the paper's smaller learning rates (1e-3 prompts, 2e-3 head side). Other options override it."))
+    settings.add_argument("--config", metavar="FILE", help=(
+        "A .yaml or .json file of options (names as in --help, with dashes or underscores; 'recipe: NAME' picks "
+        "a recipe). Overrides --recipe; flags given here override the file. Unknown keys are an error."))
+    settings.add_argument("--version", action="version", version=f"par-prompt {_version()}")
+    for action in options._actions:
+        if action.default not in (None, argparse.SUPPRESS) and action.help and "Default:" not in action.help \
+                and not isinstance(action, argparse._StoreFalseAction):
+            action.help = f"{action.help} Default: {action.default}."
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS  # (not set_defaults: argparse would then store SUPPRESS itself)
+    return options
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage errors as one line (the option list is long; --help shows it)."""
+    from ..cli import report_error
+
+    def error(message: str):
+        report_error(COMMAND, f"{message} (see --help)")
+        raise SystemExit(2)
+
+    parse_known_args = parser.parse_known_args
+
+    def parse_strictly(args=None, namespace=None):
+        # as a subcommand, argparse would report unknown flags from the top-level parser, with its usage
+        namespace, extras = parse_known_args(args, namespace)
+        if extras:
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_known_args = parse_strictly  # type: ignore[method-assign]
+    return parser
+
+
+def build_parser(prog: str = "par-prompt train") -> argparse.ArgumentParser:
+    """A standalone parser of the training options (``examples/train_par.py``)."""
+    parser = argparse.ArgumentParser(prog=prog, usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
+                                     parents=[options_parser()],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    return _one_line_errors(parser)
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``par-prompt`` command line."""
+    parser = subparsers.add_parser(COMMAND, help="train PromptPAR (the demo without arguments)", usage=USAGE,
+                                   description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False,
+                                   parents=[options_parser()], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=run)
+    return _one_line_errors(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train with the parsed ``args``; returns the exit code (see the module docstring)."""
+    from ..cli import BAD_INPUT_ERRORS, report_error
+    from ..hub import HubAccessError
+    from .checkpoint import CheckpointError
+    from .loop import NonFiniteLossError, TrainingError, train
+    from .recipe import build_arguments
+
+    debug = os.environ.get("PAR_PROMPT_DEBUG", "").strip() not in ("", "0")
+    values = {key: value for key, value in vars(args).items() if key not in NOT_OPTIONS}
+    try:
+        model_args, data_args, training_args, sources = build_arguments(
+            values, recipe=getattr(args, "recipe", None), config=getattr(args, "config", None))
+        train(model_args, data_args, training_args, sources=sources)
+    except NonFiniteLossError as error:
+        if debug:
+            raise
+        report_error(COMMAND, error)
+        return 1
+    except (TrainingError, CheckpointError, HubAccessError, *BAD_INPUT_ERRORS) as error:
+        if debug:
+            raise
+        return report_error(COMMAND, error)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "par-prompt train") -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and train. A single ``.json`` / ``.yaml``
+    argument is read as ``--config FILE``."""
+    from ..cli import normalize_flags
+
+    argv = normalize_flags(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    if len(argv) == 1 and not argv[0].startswith("-") and argv[0].lower().endswith((".json", ".yaml", ".yml")):
+        argv = ["--config", argv[0]]
+    return run(build_parser(prog).parse_args(argv))
