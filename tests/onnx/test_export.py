@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 
+from par_prompt import PromptPARImageProcessor
 from par_prompt.inference.predict import predict_probabilities
 from par_prompt.onnx import TOLERANCE, ONNXPromptPARPredictor, export_onnx
 
@@ -113,12 +114,16 @@ def test_the_model_is_left_as_it_was(model, tmp_path):
         assert np.abs(probabilities - reference).max() <= TOLERANCE["fp16"]
 
 
-def test_mlp_fusion_without_region_prompts(backbones, tmp_path):
+def test_mlp_fusion_without_region_prompts(backbones, tmp_path, image_list):
     """The other model shapes: the sequence-MLP fusion (fusion_layers=0), no region mask
-    (num_regions=0), per-sentence text prompts, and per-attribute thresholds."""
+    (num_regions=0), per-sentence text prompts, per-attribute thresholds, and the settings
+    of models imported from the official code (no post-layernorm on the visual tokens,
+    images stretched instead of padded)."""
     with torch.random.fork_rng():
         torch.manual_seed(3)
-        model = build_tiny_model(backbones, seed=3, fusion_layers=0, num_regions=0, text_prompt_per_sentence=True)
+        model = build_tiny_model(backbones, seed=3, fusion_layers=0, num_regions=0, text_prompt_per_sentence=True,
+                                 visual_post_layernorm=False)
+    model.attach_image_processor(PromptPARImageProcessor(size=32, do_pad=False))
     model.config.attribute_thresholds = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     export_onnx(model.train(), tmp_path / "mlp.onnx")
     assert model.training  # exported in eval mode, then back to training mode
@@ -129,3 +134,7 @@ def test_mlp_fusion_without_region_prompts(backbones, tmp_path):
         values = pixels(batch, seed=20 + batch)
         _, probabilities = predictor.run(values)
         assert np.abs(probabilities - predict_probabilities(model, values).numpy()).max() <= TOLERANCE["fp32"]
+    assert predictor.image_processor.do_pad is False
+    for got, expected in zip(predictor.predict(image_list), model.predict(image_list), strict=True):
+        assert got.probabilities == pytest.approx(expected.probabilities, abs=TOLERANCE["fp32"])
+        assert got.attributes == expected.attributes and got.threshold == expected.threshold
