@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "par_prompt.inference.cli",  # predict, visualize
     "par_prompt.official.cli",  # import-official
     "par_prompt.training.cli",  # train
+    "par_prompt.onnx.cli",  # export onnx
 )
 
 #: Exceptions that mean "the input is wrong", not "par-prompt has a bug": reported in one

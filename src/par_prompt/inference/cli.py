@@ -60,9 +60,13 @@ def bounded_int(low: int, high: Optional[int] = None):
 positive_int = bounded_int(1)
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="ID_OR_PATH",
+def _model_arguments(parser: argparse.ArgumentParser, onnx: bool = False) -> None:
+    source = parser.add_mutually_exclusive_group(required=True) if onnx else parser
+    source.add_argument("--model", required=not onnx, metavar="ID_OR_PATH",
                         help="a saved PromptPAR model: local directory or Hub repository id")
+    if onnx:
+        source.add_argument("--onnx", metavar="FILE.onnx", help="instead of --model: a file written by `par-prompt "
+                            'export onnx`, run on ONNX Runtime (needs pip install "par-prompt[onnx]")')
     parser.add_argument("--revision", default=None, help="Hub revision of the model (branch, tag or commit)")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
@@ -85,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the exit code is then 1. A progress bar on stderr follows more than one image (off when "
                     "transformers' or datasets' progress bars are disabled).",
     )
-    _model_arguments(predict)
+    _model_arguments(predict, onnx=True)
     predict.add_argument("images", nargs="+", metavar="INPUT", help="image files, folders or @list.txt files")
     predict.add_argument("--recursive", action="store_true", help="also take the images in subfolders of a folder")
     predict.add_argument("--output", default=None, metavar="FILE",
@@ -188,6 +192,10 @@ def _quiet_transformers(verbose: bool) -> Iterator[None]:
 def load_model(args: argparse.Namespace, command: str):
     """The model named by ``--model`` on ``--device`` (checked), with its image processor
     checked against it; None after reporting why not."""
+    if getattr(args, "onnx", None):  # predict --onnx: the ONNX Runtime predictor
+        from ..onnx.cli import load_predictor
+
+        return load_predictor(args, command)
     from ..modeling import PromptPARModel
     from .predict import check_image_processor
 
