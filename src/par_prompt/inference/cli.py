@@ -284,7 +284,8 @@ def prepare_predict(args: argparse.Namespace, command: str = "predict") -> Optio
     from .writers import output_format
 
     try:
-        resolve_device(args.device)
+        if not getattr(args, "onnx", None):  # ONNX Runtime checks its own providers (load_predictor)
+            resolve_device(args.device)
         if args.output is not None:
             check_output_file(args.output, "--output")
         fmt = output_format(args.output, args.format)
