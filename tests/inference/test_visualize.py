@@ -19,6 +19,7 @@ from par_prompt.inference.visualize import (
     last_vision_attention,
     render,
 )
+from par_prompt.inference.predict import predict
 from par_prompt.tuner.layout import region_layout
 
 from .conftest import ATTRIBUTES, build_tiny_model, random_image
@@ -90,6 +91,21 @@ def test_explicit_attention_reproduces_the_module(model, which):
         mixed = torch.matmul(probabilities, values).transpose(1, 2).reshape(batch, length, -1)
         projection = module.out_proj if which == "vision" else module.o_proj
         torch.testing.assert_close(projection(mixed), output, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pad", [True, False])
+def test_probabilities_are_those_predict_reports(model, pad):
+    """The picture's input is the processor's, padded or stretched as the model's settings
+    say (it used to be padded always)."""
+    image = random_image(96, 40, seed=7)
+    processor = model.image_processor
+    processor.do_pad = pad
+    try:
+        (expected,) = predict(model, image)
+        maps = attention_maps(model, image)
+    finally:
+        processor.do_pad = True
+    np.testing.assert_allclose(maps.probabilities, [expected.probabilities[a] for a in ATTRIBUTES], atol=1e-6)
 
 
 def test_figure_size_formula():

@@ -154,7 +154,8 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
     processor = check_image_processor(model)
     thresholds, _ = resolve_thresholds(config, threshold)
     picture = load_image(image, 0, size_hint=getattr(processor, "size", None))
-    view = fit_to_square(picture, processor.size, getattr(processor, "pad_fill", 0), getattr(processor, "resample", 3))
+    view = fit_to_square(picture, processor.size, getattr(processor, "pad_fill", 0), getattr(processor, "resample", 3),
+                         bool(getattr(processor, "do_pad", True)))
     # The view is already padded and resized: the processor only normalises it (no second resize).
     pixel_values = processor(view, return_tensors="pt")["pixel_values"]
 
