@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from par_prompt.cli import main
 from par_prompt.data.transforms import fit_to_square
+from par_prompt.inference import visualize as visualize_module
 from par_prompt.inference.visualize import (
     BAR,
     CAPTION_WIDTH,
@@ -372,3 +374,51 @@ def test_drawing_warnings():
     assert "no region prompts (num_regions=0)" in note and "global prompts" in note
     (note,) = drawing_warnings(_config(num_regions=0, prompts_per_group=0), 0)
     assert "no region prompts" in note and "class token" in note
+
+
+def _visualize(capsys, *argv):
+    code = main(["visualize", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def test_cli_warns_when_top_k_cannot_be_drawn(capsys, model_dir, image_files, tmp_path):
+    out = tmp_path / "many.png"
+    code, printed, err = _visualize(capsys, "--model", model_dir, image_files["rgb"], "--out", out, "--top-k", "10",
+                                    "--panel", "32")
+    assert code == 0 and printed.startswith(f"wrote {out}")
+    assert err == [f"par-prompt visualize: warning: --top-k 10 asks for more attributes than the model has "
+                   f"({len(ATTRIBUTES)}); drawing all {len(ATTRIBUTES)}"]
+    assert Image.open(out).size == figure_size(4, len(ATTRIBUTES), len(ATTRIBUTES), panel=32, aspect=0.5)
+    code, _, err = _visualize(capsys, "--model", model_dir, image_files["rgb"], "--out", out, "--top-k", "6",
+                              "--panel", "32")
+    assert code == 0 and err == []
+
+
+@pytest.fixture(scope="module")
+def flat_model_dir(backbones, tmp_path_factory):
+    """A saved model without region prompts and without a fusion layer."""
+    directory = tmp_path_factory.mktemp("flat") / "flat-model"
+    build_tiny_model(backbones, fusion_layers=0, num_regions=0).save_pretrained(directory)
+    return directory
+
+
+def test_cli_warns_about_a_model_without_region_prompts(capsys, flat_model_dir, image_files, tmp_path):
+    out = tmp_path / "flat.png"
+    code, _, err = _visualize(capsys, "--model", flat_model_dir, image_files["rgb"], "--out", out, "--top-k", "0")
+    assert code == 0 and out.exists() and len(err) == 1
+    assert err[0].startswith("par-prompt visualize: warning: the model has no region prompts (num_regions=0)")
+    code, _, err = _visualize(capsys, "--model", flat_model_dir, image_files["rgb"], "--out", out)  # --top-k 5
+    assert code == 0 and len(err) == 2 and all(line.startswith("par-prompt visualize: warning: ") for line in err)
+    assert "--top-k 5" in err[0] and "no fusion layer" in err[0]
+
+
+def test_cli_header_names_the_model_folder_and_the_threshold(capsys, model_dir, image_files, tmp_path, monkeypatch):
+    seen = []
+    draw = visualize_module.render
+    monkeypatch.setattr(visualize_module, "render", lambda maps, **kw: seen.append(maps) or draw(maps, **kw))
+    code, _, err = _visualize(capsys, "--model", model_dir, image_files["rgb"], "--out", tmp_path / "h.png",
+                              "--threshold", "0.3", "--panel", "32")
+    assert code == 0 and err == []
+    text = header_text(seen[0])
+    assert text == f"rgb.png  ·  model {model_dir.name}  ·  threshold 0.3"
