@@ -23,7 +23,7 @@ import sys
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterable, Iterator, Optional
 
-from ..cli import report_error
+from ..cli import one_line, report_error
 from .writers import FORMATS
 
 #: Side of a visualize panel, in pixels (bounded: the picture grows with its square).
@@ -106,16 +106,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     visualize = subparsers.add_parser(
         "visualize", help="draw where the model looked (region prompts, attribute attention, probabilities)",
-        description="Write one PNG: the image with each region prompt group's attention over the patches, the "
-                    "fusion attention of the most probable attributes, and a bar chart of all probabilities.",
+        description="Write one PNG: a header (image file, model, threshold); the image with each prompt group's "
+                    "attention over it (a region's attention inside its band of rows, scaled within the band, the rest "
+                    "greyed out); the fusion attention of the most probable attributes; a colour bar (viridis, low to "
+                    "high); and a bar chart of all probabilities. Panels show the image itself: the square padding "
+                    "the model sees is cropped. A warning (the PNG is still written) says when --top-k asks for more "
+                    "attribute panels than the model can give, or when the model has no region prompts.",
     )
     _model_arguments(visualize)
     visualize.add_argument("image", metavar="IMAGE", help="image file")
     visualize.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (atomically)")
     visualize.add_argument("--top-k", type=bounded_int(0), default=5, metavar="K",
-                           help="attributes to draw (default 5)")
+                           help="attribute panels to draw, most probable first (default 5; at most the model's number "
+                                "of attributes, none for a model without a fusion layer)")
     visualize.add_argument("--panel", type=bounded_int(MIN_PANEL, MAX_PANEL), default=160, metavar="PX",
-                           help=f"panel side in pixels, {MIN_PANEL} to {MAX_PANEL} (default 160)")
+                           help=f"long side of each image panel in pixels, {MIN_PANEL} to {MAX_PANEL} (default 160)")
     visualize.set_defaults(func=run_visualize)
 
 
@@ -127,6 +132,11 @@ def _error(command: str, message: Any) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(f"par-prompt {command}: error: {message}", file=sys.stderr)
+
+
+def _warn(command: str, message: Any) -> None:
+    """``par-prompt COMMAND: warning: MESSAGE`` on stderr, one line; the command goes on."""
+    print(f"par-prompt {command}: warning: {one_line(message)}", file=sys.stderr)
 
 
 def resolve_device(name: Optional[str]) -> str:
@@ -332,7 +342,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     """Run ``visualize``: write the PNG (atomically), print what was predicted."""
     from ..fileio import atomic_open, check_output_file
     from .predict import ImageInputError, NonFiniteOutputError
-    from .visualize import attention_maps, check_figure, render
+    from .visualize import attention_maps, check_figure, drawing_warnings, render
 
     try:
         resolve_device(args.device)
@@ -350,8 +360,10 @@ def run_visualize(args: argparse.Namespace) -> int:
         check_figure(regions, drawn, config.num_attributes, args.panel)
     except ValueError as error:
         return report_error("visualize", error)
+    for note in drawing_warnings(config, args.top_k, option="--top-k"):
+        _warn("visualize", note)
     try:
-        maps = attention_maps(model, args.image, threshold=args.threshold)
+        maps = attention_maps(model, args.image, threshold=args.threshold, model_name=args.model)
     except ImageInputError as error:
         _error("visualize", error)
         return 1
