@@ -77,7 +77,7 @@ def build_model(smoke: bool, device: torch.device):
 
 
 def sgd(model) -> torch.optim.Optimizer:
-    """The paper's optimiser (METHOD.md §8), as par_prompt.training.build_optimizer builds it."""
+    """The paper's optimiser (docs/method.md §8), as par_prompt.training.build_optimizer builds it."""
     return torch.optim.SGD([{"params": model.prompt_parameters(), "lr": 4e-3},
                             {"params": model.head_parameters(), "lr": 8e-3}],
                            lr=8e-3, momentum=0.9, weight_decay=1e-4)

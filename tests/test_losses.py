@@ -1,4 +1,4 @@
-"""Tests for par_prompt.losses: weighted BCE with logits (METHOD.md §6)."""
+"""Tests for par_prompt.losses: weighted BCE with logits (docs/method.md §6)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The PAR training loss (METHOD.md §6): weighted binary cross-entropy with logits.
+"""The PAR training loss (docs/method.md §6): weighted binary cross-entropy with logits.
 
 For a batch of B samples and N attributes, with logits x (B, N), labels y (B, N) in
 {0, 1, 2} (2 = uncertain) and r_i the positive ratio of attribute i in the training split::
@@ -13,7 +13,7 @@ For a batch of B samples and N attributes, with logits x (B, N), labels y (B, N)
 i.e. the per-sample sum over attributes, averaged over the batch. The loss is computed
 in float32 whatever the input dtype (also under bf16/fp16 autocast) and on the logits'
 device; nothing is moved to a fixed device. PromptPAR uses this loss for the
-classification logits and, weighted by α, for the aggregator scores (METHOD.md §5, §6).
+classification logits and, weighted by α, for the aggregator scores (docs/method.md §5, §6).
 """
 
 from __future__ import annotations

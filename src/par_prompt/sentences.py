@@ -1,4 +1,4 @@
-"""Attribute names -> one English sentence each (METHOD.md §1).
+"""Attribute names -> one English sentence each (docs/method.md §1).
 
 PromptPAR feeds the CLIP text tower one sentence per attribute instead of the raw
 attribute name ("A pedestrian whose hair is long" instead of ``hairLong``). This module

@@ -1,4 +1,4 @@
-"""The paper's optimiser groups and the warm-up cosine schedule (METHOD.md §8)."""
+"""The paper's optimiser groups and the warm-up cosine schedule (docs/method.md §8)."""
 
 import math
 

@@ -7,7 +7,7 @@ recipe, Accelerate options, output). Every option is documented in ``--help``.
 **Real runs versus the demo.** A run without ``--clip`` is the embedded demo: the demo
 backbones of :mod:`par_prompt.demo`, the synthetic data set, and demo defaults chosen so
 that it visibly learns in a few minutes on a laptop CPU. A run with ``--clip`` uses the
-paper's recipe (METHOD.md §8). Options whose default differs between the two are
+paper's recipe (docs/method.md §8). Options whose default differs between the two are
 ``None`` here and are filled in by :func:`resolve_arguments`; their help text gives both
 values. Every default can be overridden in either mode.
 
@@ -37,7 +37,7 @@ __all__ = [
     "resolve_arguments",
 ]
 
-#: METHOD.md §8 and the paper's model settings (ViT-L/14).
+#: docs/method.md §8 and the paper's model settings (ViT-L/14).
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"prompts_per_group": 10, "fusion_layers": 1},
     "data": {"num_workers": 4},
@@ -80,7 +80,7 @@ def _help(text: str, paper: Any = None, demo: Any = None) -> dict[str, str]:
 
 @dataclass
 class ModelArguments:
-    """Backbones and PromptPAR settings (METHOD.md §2-§5)."""
+    """Backbones and PromptPAR settings (docs/method.md §2-§5)."""
 
     _argument_group_name = "model"
 
@@ -106,7 +106,7 @@ class ModelArguments:
     text_depth: Optional[int] = field(default=None, metadata={
         "help": "Number of text layers with their own prompts. Default: all."})
     prompt_init: Literal["uniform", "zeros"] = field(
-        default="uniform", metadata={"help": "Prompt initialisation: uniform (METHOD.md §2) or zeros (Table VIII)."}
+        default="uniform", metadata={"help": "Prompt initialisation: uniform (docs/method.md §2) or zeros (Table VIII)."}
     )
     fusion_layers: Optional[int] = field(default=None, metadata=_help(
         "Frozen fusion transformer layers taken from --fusion (0: a trainable MLP over the sequence instead, "
@@ -162,7 +162,7 @@ class DataArguments:
 
 @dataclass
 class TrainingArguments:
-    """The training recipe (METHOD.md §8), Accelerate options and the output."""
+    """The training recipe (docs/method.md §8), Accelerate options and the output."""
 
     _argument_group_name = "training"
 

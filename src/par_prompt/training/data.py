@@ -153,7 +153,7 @@ def check_splits(data, train_split: str, validation_split: str, test_split: Opti
 
 
 def scaled_augment_pad(size: int, augment_pad: Optional[int] = None) -> int:
-    """The padding of the random crop: METHOD.md's 10 px at 224 px, scaled to ``size``."""
+    """The padding of the random crop: the 10 px of docs/method.md §1 at 224 px, scaled to ``size``."""
     if augment_pad is not None:
         if augment_pad < 0:
             raise ValueError(f"augment_pad must be non-negative, got {augment_pad}")
@@ -171,7 +171,7 @@ class ImageSplit(torch.utils.data.Dataset):
     """One split as model inputs: ``{"pixel_values": float32 (3, S, S), "labels": int64 (N,)}``.
 
     Items are addressed by an index, or by ``(index, epoch)`` when ``train`` is true: the
-    training augmentation (pad, random crop, random flip; METHOD.md §1) then draws from
+    training augmentation (pad, random crop, random flip; docs/method.md §1) then draws from
     :func:`example_generator` ``(seed, epoch, index)``. Decoding, squaring and resizing
     are those of :class:`~par_prompt.data.ImageTransform` (the inference pipeline).
     """

@@ -1,6 +1,6 @@
 """Cross-process BatchNorm, so data-parallel training equals single-process training.
 
-PromptPAR's heads end in ``BatchNorm1d`` over the batch (METHOD.md §4-§5). Under data
+PromptPAR's heads end in ``BatchNorm1d`` over the batch (docs/method.md §4-§5). Under data
 parallelism each process sees only its shard of the global batch, so plain BatchNorm
 would normalise with per-shard statistics and the result would depend on the number of
 processes. ``torch.nn.SyncBatchNorm`` fixes that on GPUs only: in torch 2.13 it raises

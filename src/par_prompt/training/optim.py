@@ -1,4 +1,4 @@
-"""The paper's optimiser and learning-rate schedule (METHOD.md §8).
+"""The paper's optimiser and learning-rate schedule (docs/method.md §8).
 
 - :func:`build_optimizer`: SGD (momentum 0.9, weight decay 1e-4) with two parameter
   groups, the prompts (``model.prompt_parameters()``, lr 4e-3) and the head side
@@ -78,7 +78,7 @@ def build_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
 ) -> torch.optim.SGD:
-    """SGD over the two groups of METHOD.md §8: ``"prompts"`` and ``"head"``.
+    """SGD over the two groups of docs/method.md §8: ``"prompts"`` and ``"head"``.
 
     ``model`` is a :class:`~par_prompt.PromptPARModel` (not a DDP wrapper); every
     trainable parameter must fall in exactly one group, which is checked.
