@@ -41,7 +41,7 @@ import torch
 
 from ..data.transforms import fit_to_square
 from ..tuner.layout import region_layout
-from .predict import evaluation_mode, load_image, resolve_thresholds
+from .predict import load_image, resolve_thresholds
 
 MARGIN = 8
 LINE = 16  # height of a caption line
@@ -152,9 +152,9 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
     fusion_module = last_fusion_attention(model)
     fusion_capture = _InputCapture(fusion_module) if fusion_module is not None else None
     try:
-        with evaluation_mode(model), torch.inference_mode():
+        with torch.inference_mode():
             pixel_values = pixel_values.to(device=model.device, dtype=model.dtype)
-            logits = model(pixel_values=pixel_values, compute_gl_logits=False).logits
+            logits = model(pixel_values=pixel_values, compute_gl_logits=False, training=False).logits
             vision_hidden = vision_capture.hidden
             fusion_hidden = fusion_capture.hidden if fusion_capture is not None else None
             regions = config.num_regions if config.prompts_per_group > 0 else 0
