@@ -5,6 +5,7 @@ The path of the data (METHOD.md §2-§6)::
     pixels --CLIP vision tower + region prompts--> (B, L, w) --post-LN, projection--> (B, L, d)
     sentences --CLIP text tower + text prompts--> (N, d)          (cached without autograd)
     [text (N, F), visual (B, L, F)] --MM-Former--> first N tokens --heads + BN--> logits (B, N)
+                                            (the visual tokens' own outputs are never computed)
     class tokens (B, K+1, d) x text (N, d) --aggregator--> gl_logits (B, N)
     loss = wBCE(logits) + alpha * wBCE(gl_logits)
 """
@@ -348,10 +349,11 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         batch, num_attributes = visual.shape[0], text.shape[0]
 
         text_tokens = self.text_projection(text.to(visual.dtype)).unsqueeze(0).expand(batch, -1, -1)
-        fused = self.fusion(torch.cat([text_tokens, self.visual_projection(visual)], dim=1))  # (B, N + L, F)
         if training and batch < 2:
             raise ValueError("Training needs batches of at least 2 images (the heads end in a BatchNorm).")
-        logits = self.heads(fused[:, :num_attributes], use_running_stats=not training)
+        sequence = torch.cat([text_tokens, self.visual_projection(visual)], dim=1)  # (B, N + L, F)
+        fused = self.fusion(sequence, num_outputs=num_attributes)  # (B, N, F): only the text tokens feed the heads
+        logits = self.heads(fused, use_running_stats=not training)
         gl_logits = None
         if compute_gl_logits or labels is not None:
             # A strided view: no index tensor to copy to the device (and wait for) on every forward.

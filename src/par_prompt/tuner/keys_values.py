@@ -62,29 +62,33 @@ def _global_hooks() -> bool:
     return any(getattr(torch_module, name, None) for name in names)
 
 
-def can_skip_prompt_outputs(layer: torch.nn.Module) -> bool:
-    """Whether :func:`keys_values_layer` may stand in for ``layer``'s own forward.
+def watched(*modules: torch.nn.Module) -> bool:
+    """Whether something must see these modules' own forward run: a forward or backward
+    hook on one of them (transformers' output-recording hooks excepted: they record
+    nothing unless :func:`recording_outputs`), a global module hook, or a forward replaced
+    on the instance (accelerate's offloading does that)."""
+    if _global_hooks():
+        return True
+    for module in modules:
+        if "forward" in vars(module) or hasattr(module, "_hf_hook"):
+            return True
+        if any(getattr(hook, "__module__", None) != CAPTURE_HOOKS_MODULE for hook in _hooks(module)):
+            return True
+    return False
 
-    Only for a plain ``CLIPEncoderLayer`` with eager or sdpa attention whose forward and
-    attention forward nobody watches: no hook on either (transformers' output-recording
-    hooks excepted, as they record nothing unless :func:`recording_outputs`), no global
-    module hook, no forward replaced on the instance (accelerate's offloading does that).
-    Hooks on the submodules it calls (layer norms, projections, MLP) run as usual.
-    """
+
+def can_skip_prompt_outputs(layer: torch.nn.Module) -> bool:
+    """Whether :func:`keys_values_layer` may stand in for ``layer``'s own forward: a plain
+    ``CLIPEncoderLayer`` with eager or sdpa attention, the layer and its attention not
+    :func:`watched`. Hooks on the submodules it calls (layer norms, projections, MLP)
+    run as usual."""
     attention = getattr(layer, "self_attn", None)
     if type(layer) is not CLIPEncoderLayer or type(attention) is not CLIPAttention:
         return False
-    if attention.config._attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-        return False
-    if "forward" in vars(layer) or "forward" in vars(attention) or hasattr(layer, "_hf_hook"):
-        return False
-    if _global_hooks():
-        return False
-    hooks = _hooks(layer) + _hooks(attention)
-    return all(getattr(hook, "__module__", None) == CAPTURE_HOOKS_MODULE for hook in hooks)
+    return attention.config._attn_implementation in ATTENTION_IMPLEMENTATIONS and not watched(layer, attention)
 
 
-def _heads(tensor: torch.Tensor, head_dim: int) -> torch.Tensor:
+def split_heads(tensor: torch.Tensor, head_dim: int) -> torch.Tensor:
     """(B, T, width) -> (B, heads, T, head_dim)."""
     return tensor.unflatten(-1, (-1, head_dim)).transpose(1, 2)
 
@@ -99,9 +103,9 @@ def _layer_forward(layer: CLIPEncoderLayer, hidden: torch.Tensor, prompts: torch
 
     def keys_of(projection):
         own, shared = projection(normed), projection(prompt_normed)
-        return _heads(torch.cat([own, shared.expand(batch, -1, -1)], dim=1), attention.head_dim)
+        return split_heads(torch.cat([own, shared.expand(batch, -1, -1)], dim=1), attention.head_dim)
 
-    queries = _heads(attention.q_proj(normed), attention.head_dim)
+    queries = split_heads(attention.q_proj(normed), attention.head_dim)
     keys, values = keys_of(attention.k_proj), keys_of(attention.v_proj)
     attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
     attended, _ = attend(attention, queries, keys, values, mask, scaling=attention.scale,
@@ -124,9 +128,15 @@ def keys_values_layer(layer: CLIPEncoderLayer, hidden: torch.Tensor, prompts: to
     Returns:
         (B, T, w): what ``layer`` gives for the ordinary tokens of the full sequence.
 
-    Under the layer's gradient checkpointing (training, autograd on) the call is
-    checkpointed with the layer's own checkpoint function, as the layer's forward would be.
+    Under the layer's gradient checkpointing the call is checkpointed (:func:`like_layer`).
     """
-    if layer.gradient_checkpointing and layer.training and torch.is_grad_enabled():
-        return layer._gradient_checkpointing_func(partial(_layer_forward, layer, mask=mask), hidden, prompts)
-    return _layer_forward(layer, hidden, prompts, mask)
+    return like_layer(layer, partial(_layer_forward, layer, mask=mask), hidden, prompts)
+
+
+def like_layer(layer: torch.nn.Module, function, *tensors: torch.Tensor) -> torch.Tensor:
+    """``function(*tensors)`` standing in for ``layer``'s forward: checkpointed with the
+    layer's own checkpoint function when its forward would be (gradient checkpointing
+    enabled, training, autograd on)."""
+    if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+        return layer._gradient_checkpointing_func(function, *tensors)
+    return function(*tensors)
