@@ -6,76 +6,70 @@ has changed. The rule, checked on every use:
 
 * it was computed without autograd and is used without autograd (a cached tensor never
   carries a graph into a second backward, and is never an inference-mode tensor);
-* the same tensors decide it: every parameter and buffer of the text tower (the prompts
-  of every adapter included) and of the text projection, and the sentence ids, by
-  identity, storage and version counter (in-place updates, optimizer steps, loads);
-* they hold the same values: the prompts, the sentence ids and every small or integer
-  tensor are compared element by element, the large frozen weights by their norms.
-  Writes through ``.data`` change no version counter; this catches them (in the large
-  frozen weights, unless the write keeps every tensor's norm, e.g. a permutation);
 * the same adapter is active (or adapters are disabled), on the same device, under the
-  same autocast setting.
+  same autocast setting;
+* the tensors it depends on hold the same values: the sentence ids, the text prompts (of
+  every adapter) and the integer buffers element by element; every floating parameter
+  and buffer of the text tower and of the text projection by its norm. Comparing values,
+  not version counters, also catches writes through ``.data``, which no version counter
+  sees, and replaced modules. Not caught: a write into a frozen tower weight that keeps
+  that tensor's norm (e.g. a permutation of its values).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
-
-#: Other tensors with at most this many elements are compared by value, larger ones by norm.
-EXACT_COMPARE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True)
 class TextCacheEntry:
     """One cached result and what it was computed from."""
 
-    key: tuple
+    context: tuple
     values: tuple[torch.Tensor, ...]
-    norms: tuple[torch.Tensor, ...]
+    norms: tuple[tuple[torch.device, torch.Tensor], ...]
     features: torch.Tensor
 
 
 def _split(exact: list[torch.Tensor], others: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(tensors compared by value, tensors compared by norm), each in a fixed order."""
-    normed = []
-    exact = list(exact)
-    for tensor in others:
-        small = tensor.numel() <= EXACT_COMPARE_LIMIT or not tensor.is_floating_point()
-        (exact if small else normed).append(tensor)
-    return exact, normed
+    return [*exact, *(t for t in others if not t.is_floating_point())], [t for t in others if t.is_floating_point()]
 
 
-def _norms(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Float32 L2 norms of ``tensors``, one stacked tensor per device."""
-    by_device: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
+def _norms(tensors: list[torch.Tensor]) -> tuple[tuple[torch.device, torch.Tensor], ...]:
+    """Float32 L2 norms of ``tensors``: one stacked tensor per device, in order of appearance."""
+    groups: dict[torch.device, list[torch.Tensor]] = {}
     for tensor in tensors:
-        by_device[tensor.device].append(tensor.detach())
-    return tuple(torch.stack(torch._foreach_norm(group, 2, dtype=torch.float32)) for group in by_device.values())
+        groups.setdefault(tensor.device, []).append(tensor.detach())
+    return tuple((device, torch.stack(torch._foreach_norm(group, 2, dtype=torch.float32)))
+                 for device, group in groups.items())
 
 
-def state_key(exact: list[torch.Tensor], others: list[torch.Tensor], context: tuple) -> tuple:
-    """Identity, storage, version, shape and dtype of every tensor, plus the caller's ``context``."""
-    return context + tuple((id(t), t.data_ptr(), t._version, tuple(t.shape), t.dtype) for t in (*exact, *others))
+def _same(old: torch.Tensor, new: torch.Tensor) -> bool:
+    return old.shape == new.shape and old.dtype == new.dtype and old.device == new.device and torch.equal(old, new)
 
 
 def lookup(entry: Optional[TextCacheEntry], exact: list[torch.Tensor], others: list[torch.Tensor],
            context: tuple) -> Optional[torch.Tensor]:
-    """The cached features if ``entry`` was computed from the same tensors, holding the
-    same values, in the same ``context``; else None.
+    """The cached features if ``entry`` was computed in the same ``context`` from tensors
+    holding the same values; else None (always None with autograd on).
 
-    ``exact``: tensors always compared by value (the prompts, the sentence ids);
-    ``others``: every other tensor the features depend on."""
-    if entry is None or torch.is_grad_enabled() or entry.key != state_key(exact, others, context):
+    ``exact``: tensors compared by value (the prompts, the sentence ids); ``others``: every
+    other tensor the features depend on."""
+    if entry is None or torch.is_grad_enabled() or entry.context != context:
         return None
-    exact, normed = _split(exact, others)
-    if not all(torch.equal(old, new) for old, new in zip(entry.values, exact)):
+    values, normed = _split(exact, others)
+    if len(values) != len(entry.values) or not all(_same(old, new) for old, new in zip(entry.values, values)):
         return None
-    if not all(torch.equal(old, new) for old, new in zip(entry.norms, _norms(normed))):
+    norms = _norms(normed)
+    if len(norms) != len(entry.norms):
         return None
+    for (old_device, old), (device, new) in zip(entry.norms, norms):
+        if old_device != device or not _same(old, new):
+            return None
     return entry.features
 
 
@@ -86,6 +80,5 @@ def store(exact: list[torch.Tensor], others: list[torch.Tensor], context: tuple,
     Compute ``features`` and call this outside inference mode and without autograd (see
     :meth:`PromptPARModel.text_features`): the entry must serve later no-grad forwards
     of either kind."""
-    key = state_key(exact, others, context)
-    exact, normed = _split(exact, others)
-    return TextCacheEntry(key, tuple(t.detach().clone() for t in exact), _norms(normed), features)
+    values, normed = _split(exact, others)
+    return TextCacheEntry(context, tuple(t.detach().clone() for t in values), _norms(normed), features)
