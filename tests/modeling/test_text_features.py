@@ -144,8 +144,9 @@ def test_a_gradient_forward_after_predict_works():
 
 @pytest.mark.parametrize("change", [
     "prompt_in_place", "prompt_through_data", "prompt_layers_swapped_through_data", "deep_prompt_through_data",
-    "projection_through_data", "projection_load_state_dict", "projection_replaced", "tower_weight_through_data",
-    "tower_layer_norm_through_data", "tower_load_state_dict", "token_embedding_through_data",
+    "projection_in_place", "projection_load_state_dict", "projection_replaced", "projection_data_assigned",
+    "unfrozen_projection_through_data", "tower_weight_in_place", "tower_layer_norm_in_place", "tower_load_state_dict",
+    "token_embedding_in_place", "sentence_ids_through_data",
 ])
 def test_cached_features_follow_every_change(change):
     model = make_model()
@@ -171,22 +172,31 @@ def test_cached_features_follow_every_change(change):
         deep.data.copy_(deep.data.flip(0))
     elif change == "deep_prompt_through_data":
         deep.data.mul_(-1.0)  # keeps the norm too
-    elif change == "projection_through_data":
+    elif change == "projection_in_place":
+        clip.text_projection.weight.add_(noise(clip.text_projection.weight))  # frozen: no autograd in the way
+    elif change == "projection_data_assigned":
+        clip.text_projection.weight.data = clip.text_projection.weight + noise(clip.text_projection.weight)
+    elif change == "unfrozen_projection_through_data":
+        clip.text_projection.weight.requires_grad_(True)
+        with torch.no_grad():
+            before = model.text_features().clone()
         clip.text_projection.weight.data.add_(noise(clip.text_projection.weight))
     elif change == "projection_load_state_dict":
         clip.text_projection.load_state_dict({"weight": noise(clip.text_projection.weight)})
     elif change == "projection_replaced":
         clip.text_projection = torch.nn.Linear(32, 32, bias=False)
-    elif change == "tower_weight_through_data":
+    elif change == "tower_weight_in_place":
         fc = clip.text_model.encoder.base_layer.layers[1].mlp.fc1
-        fc.weight.data.add_(noise(fc.weight))
-    elif change == "tower_layer_norm_through_data":
-        clip.text_model.final_layer_norm.weight.data.mul_(2.0)
+        fc.weight.add_(noise(fc.weight))
+    elif change == "tower_layer_norm_in_place":
+        clip.text_model.final_layer_norm.weight.mul_(2.0)
     elif change == "tower_load_state_dict":
         layer = clip.text_model.encoder.base_layer.layers[0]
         layer.load_state_dict({k: v + noise(v) for k, v in layer.state_dict().items()})
-    elif change == "token_embedding_through_data":
-        clip.text_model.embeddings.base_layer.token_embedding.weight.data.mul_(1.5)
+    elif change == "token_embedding_in_place":
+        clip.text_model.embeddings.base_layer.token_embedding.weight.mul_(1.5)
+    elif change == "sentence_ids_through_data":
+        model.sentence_ids.data[0, 1:3] = model.sentence_ids[0, 1:3].flip(0)
     with torch.no_grad():
         after = model.text_features()
         expected = reference_features(model)

@@ -141,3 +141,18 @@ def test_inputs_embeds_are_refused():
     layer = next(m for m in model.modules() if isinstance(m, TextPromptEmbeddingLayer))
     with pytest.raises(ValueError, match="plain input_ids"):
         layer(inputs_embeds=torch.zeros(1, 77, 32))
+
+
+def test_causal_mask_built_under_inference_mode_serves_autograd():
+    """The logical causal mask is cached; one first built under inference mode must not
+    break a later forward with autograd ("Inference tensors cannot be saved for backward")."""
+    model = prompted(make_clip("text"))
+    ids = text_ids(model.config)
+    with torch.inference_mode():
+        expected = model(input_ids=ids).pooler_output.clone()
+    model.train()
+    out = model(input_ids=ids).pooler_output
+    out.square().sum().backward()
+    first, deep = prompt_tensors(model)
+    assert first.grad is not None and deep.grad is not None
+    torch.testing.assert_close(out.detach(), expected)

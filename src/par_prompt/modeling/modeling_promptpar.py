@@ -24,7 +24,7 @@ from transformers import CLIPModel, PreTrainedModel, ViTModel
 from ..losses import validate_labels, weighted_bce_with_logits
 from ..sentences import resolve_sentences
 from ..tuner.layer import RegionPromptLayer
-from ..tuner.text import TextPromptEmbeddingLayer, TextPromptEncoderLayer, trimmed_length
+from ..tuner.text import TextPromptEmbeddingLayer, trimmed_length
 from ..tuner.vision import VisionPromptLayer
 from . import text_cache
 from .configuration import PromptPARConfig
@@ -232,25 +232,17 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         self.positive_ratios.copy_(ratios.to(self.positive_ratios.device))
 
     # ----------------------------------------------------------------------- text
-    def _text_prompt_parameters(self) -> list[nn.Parameter]:
-        """The text prompts of every adapter."""
-        text_layers = (layer for layer in self._prompt_layers
-                       if isinstance(layer, (TextPromptEmbeddingLayer, TextPromptEncoderLayer)))
-        return [p for container in self._prompt_containers(text_layers) for p in container.values()]
-
-    def _text_dependencies(self) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple]:
-        """What the text features depend on (see :mod:`.text_cache`): the tensors compared
-        by value, the other tensors, and the adapter / device / autocast context."""
+    def _text_dependencies(self) -> tuple[list[torch.Tensor], tuple]:
+        """What the text features depend on besides the sentence ids (see :mod:`.text_cache`):
+        the text tower's and the text projection's tensors (every adapter's prompts
+        included), and the adapter / device / autocast context."""
         clip = self.clip_model
-        exact = [self.sentence_ids, *self._text_prompt_parameters()]
-        seen = {id(t) for t in exact}
-        others = [t for t in (*clip.text_model.parameters(), *clip.text_model.buffers(),
-                              *clip.text_projection.parameters()) if id(t) not in seen]
+        tensors = [*clip.text_model.parameters(), *clip.text_model.buffers(), *clip.text_projection.parameters()]
         device = self.sentence_ids.device
         autocast = torch.is_autocast_enabled(device.type)
         context = (str(self.clip.active_adapter), any(layer.disable_adapters for layer in self._prompt_layers),
                    device, autocast, torch.get_autocast_dtype(device.type) if autocast else None)
-        return exact, others, context
+        return tensors, context
 
     def _run_text_tower(self) -> torch.Tensor:
         """Projected pooled sentence features (N, d), the tower run on the sentences cut
@@ -280,14 +272,14 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
             )
         if torch.is_grad_enabled():
             return self._run_text_tower()
-        exact, others, context = self._text_dependencies()
-        features = text_cache.lookup(self._text_cache, exact, others, context)
+        tensors, context = self._text_dependencies()
+        features = text_cache.lookup(self._text_cache, tensors, self.sentence_ids, context)
         if features is None:
             # Outside inference mode (and still without autograd): the cached tensor must
             # serve later no-grad forwards whether or not they run in inference mode.
             with torch.inference_mode(False), torch.no_grad():
                 features = self._run_text_tower()
-                self._text_cache = text_cache.store(exact, others, context, features)
+                self._text_cache = text_cache.store(tensors, self.sentence_ids, context, features)
         return features
 
     def predict(self, images, threshold=None, batch_size: int = 32):

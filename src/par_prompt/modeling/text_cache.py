@@ -8,12 +8,19 @@ has changed. The rule, checked on every use:
   carries a graph into a second backward, and is never an inference-mode tensor);
 * the same adapter is active (or adapters are disabled), on the same device, under the
   same autocast setting;
-* the tensors it depends on hold the same values: the sentence ids, the text prompts (of
-  every adapter) and the integer buffers element by element; every floating parameter
-  and buffer of the text tower and of the text projection by its norm. Comparing values,
-  not version counters, also catches writes through ``.data``, which no version counter
-  sees, and replaced modules. Not caught: a write into a frozen tower weight that keeps
-  that tensor's norm (e.g. a permutation of its values).
+* the same tensors, by identity, storage, shape, dtype and version counter: every
+  parameter and buffer of the text tower (every adapter's prompts included) and of the
+  text projection, and the sentence ids. In-place writes (an optimizer step,
+  ``load_state_dict``, ``copy_``) bump the version counter; a replaced module or
+  ``.data`` assignment changes identity or storage;
+* the same values in the tensors that require grad (the prompts, and anything a user
+  unfroze) and in the sentence ids: writes through ``.data``, the way around autograd
+  for such tensors, bump no version counter. Small tensors are compared element by
+  element, large ones by their norms.
+
+Not caught: a write through ``.data`` into a frozen weight (there the plain in-place
+write works and is seen). Checking the values of every frozen weight would read the
+whole text tower on every forward (30 ms for ViT-L/14's on one CPU thread).
 """
 
 from __future__ import annotations
@@ -23,62 +30,58 @@ from typing import Optional
 
 import torch
 
+#: Watched tensors with at most this many elements are compared by value, larger ones by norm.
+EXACT_COMPARE_LIMIT = 1 << 20
+
 
 @dataclass(frozen=True)
 class TextCacheEntry:
     """One cached result and what it was computed from."""
 
-    context: tuple
+    key: tuple
     values: tuple[torch.Tensor, ...]
-    norms: tuple[tuple[torch.device, torch.Tensor], ...]
+    norms: Optional[torch.Tensor]
     features: torch.Tensor
 
 
-def _split(exact: list[torch.Tensor], others: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(tensors compared by value, tensors compared by norm), each in a fixed order."""
-    return [*exact, *(t for t in others if not t.is_floating_point())], [t for t in others if t.is_floating_point()]
+def state_key(tensors: list[torch.Tensor], context: tuple) -> tuple:
+    """Identity, storage, shape, dtype, version and grad flag of every tensor, plus ``context``."""
+    return context + tuple((id(t), t.data_ptr(), t.shape, t.dtype, t._version, t.requires_grad) for t in tensors)
 
 
-def _norms(tensors: list[torch.Tensor]) -> tuple[tuple[torch.device, torch.Tensor], ...]:
-    """Float32 L2 norms of ``tensors``: one stacked tensor per device, in order of appearance."""
-    groups: dict[torch.device, list[torch.Tensor]] = {}
-    for tensor in tensors:
-        groups.setdefault(tensor.device, []).append(tensor.detach())
-    return tuple((device, torch.stack(torch._foreach_norm(group, 2, dtype=torch.float32)))
-                 for device, group in groups.items())
+def _watched(tensors: list[torch.Tensor], sentence_ids: torch.Tensor) -> tuple[list, list]:
+    """The tensors whose values are checked: (compared element by element, compared by norm)."""
+    watched = [sentence_ids, *(t for t in tensors if t.requires_grad)]
+    exact = [t for t in watched if t.numel() <= EXACT_COMPARE_LIMIT or not t.is_floating_point()]
+    return exact, [t for t in watched if t.numel() > EXACT_COMPARE_LIMIT and t.is_floating_point()]
 
 
-def _same(old: torch.Tensor, new: torch.Tensor) -> bool:
-    return old.shape == new.shape and old.dtype == new.dtype and old.device == new.device and torch.equal(old, new)
+def _norms(tensors: list[torch.Tensor]) -> Optional[torch.Tensor]:
+    return torch.stack([torch.linalg.vector_norm(t.detach(), dtype=torch.float32).cpu() for t in tensors]) \
+        if tensors else None
 
 
-def lookup(entry: Optional[TextCacheEntry], exact: list[torch.Tensor], others: list[torch.Tensor],
+def lookup(entry: Optional[TextCacheEntry], tensors: list[torch.Tensor], sentence_ids: torch.Tensor,
            context: tuple) -> Optional[torch.Tensor]:
-    """The cached features if ``entry`` was computed in the same ``context`` from tensors
-    holding the same values; else None (always None with autograd on).
-
-    ``exact``: tensors compared by value (the prompts, the sentence ids); ``others``: every
-    other tensor the features depend on."""
-    if entry is None or torch.is_grad_enabled() or entry.context != context:
+    """The cached features if ``entry`` was computed in the same ``context`` from the same
+    ``tensors`` (and ``sentence_ids``), unchanged; else None (always None with autograd on)."""
+    if entry is None or torch.is_grad_enabled() or entry.key != state_key([sentence_ids, *tensors], context):
         return None
-    values, normed = _split(exact, others)
-    if len(values) != len(entry.values) or not all(_same(old, new) for old, new in zip(entry.values, values)):
+    exact, normed = _watched(tensors, sentence_ids)
+    if not all(torch.equal(old, new) for old, new in zip(entry.values, exact)):
         return None
     norms = _norms(normed)
-    if len(norms) != len(entry.norms):
+    if norms is not None and not torch.equal(norms, entry.norms):
         return None
-    for (old_device, old), (device, new) in zip(entry.norms, norms):
-        if old_device != device or not _same(old, new):
-            return None
     return entry.features
 
 
-def store(exact: list[torch.Tensor], others: list[torch.Tensor], context: tuple,
+def store(tensors: list[torch.Tensor], sentence_ids: torch.Tensor, context: tuple,
           features: torch.Tensor) -> TextCacheEntry:
-    """A cache entry for ``features`` computed from ``exact`` and ``others`` in ``context``.
-
-    Compute ``features`` and call this outside inference mode and without autograd (see
-    :meth:`PromptPARModel.text_features`): the entry must serve later no-grad forwards
-    of either kind."""
-    values, normed = _split(exact, others)
-    return TextCacheEntry(context, tuple(t.detach().clone() for t in values), _norms(normed), features)
+    """A cache entry for ``features`` computed from ``tensors`` and ``sentence_ids`` in
+    ``context``. Compute ``features`` and call this outside inference mode and without
+    autograd (see :meth:`PromptPARModel.text_features`): the entry must serve later
+    no-grad forwards of either kind."""
+    exact, normed = _watched(tensors, sentence_ids)
+    return TextCacheEntry(state_key([sentence_ids, *tensors], context), tuple(t.detach().clone() for t in exact),
+                          _norms(normed), features)
