@@ -65,8 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-batches", default=None, help="batch sizes for compile (default: --batches)")
     parser.add_argument("--json", default=None, help="write the results here (default: $OUT/bench_inference.json)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's); on a CPU shared with other jobs use 1 and read the CPU-time "
-                             "ratios, which their load moves much less than the wall-time ones")
+                        help="torch threads (default: torch's); on a CPU shared with other jobs use 1 and read the "
+                             "CPU-time ratios, which their load moves much less than the wall-time ones")
     return parser.parse_args(argv)
 
 
@@ -229,9 +229,10 @@ def main(argv=None) -> int:
             verdict = "meets" if (cpu_ratio if device.type == "cpu" else ratio) <= target else "MISSES"
             print(f"batch {batch}: bare {row['sdpa']['images_per_s']['bare']:.2f} img/s, predict(tensors) "
                   f"{row['sdpa']['images_per_s']['predict_tensors']:.2f} img/s -> ratio {ratio:.3f}, CPU-time ratio "
-                  f"{cpu_ratio:.3f} ({verdict} {target}x)" + (f"; predict(images) ratio {row['sdpa']['ratio']['predict_images']:.3f}, "
-                                   f"preprocessing alone {row['sdpa']['median_s']['preprocess_only'] * 1e3:.1f} ms"
-                                   if "predict_images" in row["sdpa"]["ratio"] else ""))
+                  f"{cpu_ratio:.3f} ({verdict} {target}x)"
+                  + (f"; predict(images) ratio {row['sdpa']['ratio']['predict_images']:.3f}, "
+                     f"preprocessing alone {row['sdpa']['median_s']['preprocess_only'] * 1e3:.1f} ms"
+                     if "predict_images" in row["sdpa"]["ratio"] else ""))
             if not args.no_eager:
                 set_attention(model, bare, "eager")
                 try:

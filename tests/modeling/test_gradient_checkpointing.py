@@ -36,7 +36,7 @@ def test_same_gradients_and_really_checkpointed(backbones, pixels, labels, kwarg
     plain_model = trained(build(backbones)).train()
     checkpointed = trained(build(backbones)).train()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers 5 prefers the name activation_checkpointing_enable
+        warnings.simplefilter("ignore", FutureWarning)  # transformers 5 prefers activation_checkpointing_enable
         checkpointed.gradient_checkpointing_enable(**kwargs)
     loss, grads, forward_runs, total_runs, saved = step(plain_model, pixels, labels)
     ckpt_loss, ckpt_grads, ckpt_forward_runs, ckpt_total_runs, ckpt_saved = step(checkpointed, pixels, labels)
