@@ -11,8 +11,12 @@ ViT-B/16) and batch size, three calls are timed in interleaved rounds:
   decoding, padding, resizing and normalisation on the CPU.
 
 The ratio of each round's ``predict_tensors`` time to its ``bare`` time is taken, and
-the median over rounds reported. Floors (from sequence length and fusion layer, see
-the issue): 1.41× for B/16, 1.25× for L/14; targets: 1.5× and 1.35×. Then images per
+the median over rounds reported, for wall time and for CPU time (``time.process_time``;
+on a CPU shared with other jobs, their load moves the wall time, much less the CPU time).
+Targets (issue #12): 1.25× for B/16, 1.15× for L/14, below
+the naive floor of running every token of the prompted sequence through every layer plus
+a full fusion layer (1.41×, 1.25×): the deep prompts give keys and values only, and the
+fusion layer computes outputs for the attribute tokens only. Then images per
 second with sdpa versus eager attention (both models switched), and optionally with
 ``torch.compile`` (both models compiled the same way).
 
@@ -35,9 +39,9 @@ import time
 from typing import Callable
 
 MODELS = {
-    # name: (CLIP sizes constant, target ratio, floor ratio)
-    "b16": ("CLIP_VIT_B16_SIZES", 1.5, 1.41),
-    "l14": ("CLIP_VIT_L14_SIZES", 1.35, 1.25),
+    # name: (CLIP sizes constant, target ratio, naive floor ratio)
+    "b16": ("CLIP_VIT_B16_SIZES", 1.25, 1.41),
+    "l14": ("CLIP_VIT_L14_SIZES", 1.15, 1.25),
 }
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 PA100K = ["Female", "AgeOver60", "Age18-60", "AgeLess18", "Front", "Side", "Back", "Hat", "Glasses", "HandBag",
@@ -60,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode (e.g. reduce-overhead on cuda)")
     parser.add_argument("--compile-batches", default=None, help="batch sizes for compile (default: --batches)")
     parser.add_argument("--json", default=None, help="write the results here (default: $OUT/bench_inference.json)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); on a CPU shared with other jobs use 1 and read the "
+                             "CPU-time ratios, which their load moves much less than the wall-time ones")
     return parser.parse_args(argv)
 
 
@@ -112,26 +119,32 @@ def synchronizer(device) -> Callable[[], None]:
     return lambda: None
 
 
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int, sync) -> dict[str, list[float]]:
-    """Seconds of each call per round; calls alternate within every round."""
+def interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int, sync):
+    """Wall and CPU seconds (``time.process_time``, this process) of each call per round;
+    calls alternate within every round."""
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu_times: dict[str, list[float]] = {name: [] for name in calls}
     for round_index in range(warmup + repeats):
         for name, call in calls.items():
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             call()
             sync()
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - start)
-    return times
+                cpu_times[name].append(time.process_time() - start_cpu)
+    return times, cpu_times
 
 
-def summarise(times: dict[str, list[float]], batch: int) -> dict:
-    """Median seconds, images/s, and median per-round ratios to ``bare``."""
+def summarise(times: dict[str, list[float]], cpu_times: dict[str, list[float]], batch: int) -> dict:
+    """Median seconds, images/s, and median per-round ratios to ``bare`` (wall and CPU time)."""
     out = {"median_s": {n: statistics.median(t) for n, t in times.items()}}
     out["images_per_s"] = {n: batch / s for n, s in out["median_s"].items()}
     out["ratio"] = {
         n: statistics.median(a / b for a, b in zip(t, times["bare"])) for n, t in times.items() if n != "bare"
+    }
+    out["cpu_ratio"] = {
+        n: statistics.median(a / b for a, b in zip(t, cpu_times["bare"])) for n, t in cpu_times.items() if n != "bare"
     }
     return out
 
@@ -157,7 +170,7 @@ def measure(model, bare, batch: int, args, device, dtype, sync, with_images: boo
     if with_images:
         calls["predict_images"] = lambda: model.predict(images, batch_size=batch)
         calls["preprocess_only"] = lambda: model.image_processor(images, return_tensors="pt")
-    return summarise(interleaved(calls, args.repeats, args.warmup, sync), batch)
+    return summarise(*interleaved(calls, args.repeats, args.warmup, sync), batch)
 
 
 def compile_models(model, bare, mode: str):
@@ -182,6 +195,8 @@ def main(argv=None) -> int:
     import torch
 
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, DTYPES[args.dtype])
     sync = synchronizer(device)
@@ -198,22 +213,26 @@ def main(argv=None) -> int:
         target, floor = MODELS[name][1], MODELS[name][2]
         start = time.perf_counter()
         model, bare = build_models(name, device, dtype)
-        model.text_features()  # computed once, as predict does on its first batch
-        entry = {"target_ratio": target, "floor_ratio": floor,
+        with torch.no_grad():
+            model.text_features()  # computed once and cached, as predict does on its first batch
+        entry = {"target_ratio": target, "naive_floor_ratio": floor,
                  "sequence": {"bare": bare.config.image_size ** 2 // bare.config.patch_size ** 2 + 1,
                               "prompted": model.visual_length},
                  "batches": {}}
         print(f"\n== {name}: built in {time.perf_counter() - start:.0f} s; tokens {entry['sequence']['bare']} -> "
-              f"{entry['sequence']['prompted']}; target <= {target}x (floor {floor}x)")
+              f"{entry['sequence']['prompted']}; target <= {target}x (naive floor {floor}x)")
         for batch in batches:
             row = {"sdpa": measure(model, bare, batch, args, device, dtype, sync, not args.no_images)}
             ratio = row["sdpa"]["ratio"]["predict_tensors"]
-            verdict = "meets" if ratio <= target else "MISSES"
+            cpu_ratio = row["sdpa"]["cpu_ratio"]["predict_tensors"]
+            # On a CPU the CPU-time ratio decides (other jobs' load moves the wall time); on a GPU the wall time.
+            verdict = "meets" if (cpu_ratio if device.type == "cpu" else ratio) <= target else "MISSES"
             print(f"batch {batch}: bare {row['sdpa']['images_per_s']['bare']:.2f} img/s, predict(tensors) "
-                  f"{row['sdpa']['images_per_s']['predict_tensors']:.2f} img/s -> ratio {ratio:.3f} ({verdict} "
-                  f"{target}x)" + (f"; predict(images) ratio {row['sdpa']['ratio']['predict_images']:.3f}, "
-                                   f"preprocessing alone {row['sdpa']['median_s']['preprocess_only'] * 1e3:.1f} ms"
-                                   if "predict_images" in row["sdpa"]["ratio"] else ""))
+                  f"{row['sdpa']['images_per_s']['predict_tensors']:.2f} img/s -> ratio {ratio:.3f}, CPU-time ratio "
+                  f"{cpu_ratio:.3f} ({verdict} {target}x)"
+                  + (f"; predict(images) ratio {row['sdpa']['ratio']['predict_images']:.3f}, "
+                     f"preprocessing alone {row['sdpa']['median_s']['preprocess_only'] * 1e3:.1f} ms"
+                     if "predict_images" in row["sdpa"]["ratio"] else ""))
             if not args.no_eager:
                 set_attention(model, bare, "eager")
                 try:

@@ -14,7 +14,7 @@ A step is what the training loop does per update: forward with labels (weighted 
 GL loss), backward, gradient-norm clip 10, SGD step with the paper's two parameter
 groups (``par_prompt.training.build_optimizer``). The sentences are tokenized with the
 tiny BPE tokenizer of :mod:`par_prompt.testing` (every id is below CLIP's 49,408-token
-vocabulary; the text tower's cost depends only on its 77 positions).
+vocabulary; its sentence lengths, which set the text tower's cost, are close to CLIP's own).
 
 Peak memory per step: on CUDA ``torch.cuda.max_memory_allocated`` after a reset; on
 Linux CPUs the process's peak resident set (``VmHWM`` in ``/proc/self/status``), reset

@@ -2,8 +2,11 @@
 
 Checks, on ``--device`` (default cuda): a forward and backward pass in fp32 and under
 bf16 autocast, bf16 weights, eager vs sdpa agreement of the region-prompted vision
-tower, a compiled (inductor) vision tower against the eager one, the text-feature
-cache, and a save/load round trip that reproduces the logits. Prints one line per
+tower, the prompts-as-keys/values path against the full-sequence path, a compiled
+(inductor) vision tower against the eager one, the text-feature cache, a gradient
+forward after inference-mode forwards, gradient checkpointing, eval-mode results from a
+model in training mode (``training=False``), and a save/load round trip that
+reproduces the logits. Prints one line per
 check and exits non-zero if one fails. Needs no network and no ``datasets``.
 """
 
@@ -62,6 +65,10 @@ def main() -> int:
         model.clip_model.set_attn_implementation("sdpa")
     check("eager == sdpa (region mask)", torch.allclose(sdpa, eager, atol=1e-4, rtol=1e-4),
           f"max diff {(sdpa - eager).abs().max().item():.2e}")
+    with torch.no_grad():  # recording hidden states runs every token through every layer
+        full = tower(pixel_values=pixels, output_hidden_states=True).last_hidden_state
+    check("prompts as keys/values == full sequence", torch.allclose(sdpa, full, atol=1e-4, rtol=1e-4),
+          f"max diff {(sdpa - full).abs().max().item():.2e}")
 
     compiled = torch.compile(tower)
     with torch.no_grad():
@@ -78,16 +85,39 @@ def main() -> int:
         second = model(pixels).logits
     check("text features cached in eval", len(calls) == 1 and torch.equal(first, second), f"text runs={len(calls)}")
 
+    model.train()  # caches filled under inference mode must serve autograd; checkpointing gives the same loss
+    model.zero_grad()
+    plain = model(pixels, labels=labels).loss
+    plain.backward()
+    model.gradient_checkpointing_enable()
+    model.zero_grad()
+    checkpointed = model(pixels, labels=labels).loss
+    checkpointed.backward()
+    model.gradient_checkpointing_disable()
+    check("gradient forward after inference mode; gradient checkpointing", torch.allclose(plain, checkpointed),
+          f"loss {plain.item():.5f} vs {checkpointed.item():.5f}")
+    with torch.inference_mode():
+        in_training_mode = model(pixels, training=False).logits
+    still_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        in_eval_mode = model(pixels).logits
+    difference = (in_training_mode - in_eval_mode).abs().max().item()
+    check("training=False on a model in training mode", still_training and difference <= 1e-5,
+          f"max diff {difference:.2e}")
+
     model.save_pretrained(f"{tmp}/saved")
     loaded = PromptPARModel.from_pretrained(f"{tmp}/saved", device=device)
     with torch.inference_mode():
         again = loaded(pixels).logits
-    check("save/load round trip on GPU", torch.equal(again, first), f"max diff {(again - first).abs().max().item():.2e}")
+    check("save/load round trip on GPU", torch.equal(again, in_eval_mode),
+          f"max diff {(again - in_eval_mode).abs().max().item():.2e}")
 
     bf16 = PromptPARModel.from_pretrained(f"{tmp}/saved", device=device, dtype=torch.bfloat16)
     with torch.inference_mode():
         low = bf16(pixels.to(torch.bfloat16)).logits.float()
-    check("bf16 weights", torch.isfinite(low).all().item(), f"max diff vs fp32 {(low - first).abs().max().item():.3f}")
+    check("bf16 weights", torch.isfinite(low).all().item(),
+          f"max diff vs fp32 {(low - in_eval_mode).abs().max().item():.3f}")
 
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0

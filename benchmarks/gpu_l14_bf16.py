@@ -70,7 +70,7 @@ def build_model(smoke: bool, device: torch.device):
     with device:  # build the weights on the device directly (fast random init of 430M parameters)
         model = PromptPARModel(config)
     # The tiny BPE tokenizer covers the sentence words; its ids (< 1,100) fit any CLIP vocabulary,
-    # and the text tower's cost depends only on the 77 positions, not on the ids.
+    # and its sentence lengths (which set the text tower's cost) are close to CLIP's own.
     model.attach_tokenizer(tiny_clip_tokenizer())
     model.set_positive_ratios(torch.full((len(PA100K_ATTRIBUTES),), 0.3))
     return model.to(device)

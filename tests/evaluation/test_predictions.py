@@ -30,24 +30,24 @@ def test_matches_direct_forward_in_dataset_order(model, data):
 
 
 class _Recorder(torch.nn.Module):
-    """Wraps a model and records the mode and inference state of each call."""
+    """Wraps a model and records the mode, the ``training`` argument and the inference state of each call."""
 
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
         self.calls = []
 
-    def forward(self, pixel_values):
-        self.calls.append((self.training, torch.is_inference_mode_enabled()))
-        return self.inner(pixel_values=pixel_values)
+    def forward(self, pixel_values, **kwargs):
+        self.calls.append((self.training, kwargs.get("training"), torch.is_inference_mode_enabled()))
+        return self.inner(pixel_values=pixel_values, **kwargs)
 
 
 @pytest.mark.parametrize("start_in_training", [True, False])
-def test_runs_in_eval_and_inference_mode_and_restores_the_mode(model, data, start_in_training):
+def test_computes_as_in_eval_mode_without_changing_the_mode(model, data, start_in_training):
     recorder = _Recorder(model)
     recorder.train(start_in_training)
     collect_predictions(recorder, _loader(data))
-    assert recorder.calls and all(call == (False, True) for call in recorder.calls)
+    assert recorder.calls and all(call == (start_in_training, False, True) for call in recorder.calls)
     assert recorder.training is start_in_training and model.training is start_in_training
     model.eval()
 

@@ -5,7 +5,7 @@ import torch
 from peft import get_peft_model
 
 from par_prompt import RegionPromptConfig
-from par_prompt.tuner.text import TextPromptEmbeddingLayer, TextPromptEncoderLayer
+from par_prompt.tuner.text import TextPromptEmbeddingLayer, TextPromptEncoderLayer, trimmed_length
 
 from .conftest import make_clip, padding_mask, text_ids
 
@@ -141,3 +141,46 @@ def test_inputs_embeds_are_refused():
     layer = next(m for m in model.modules() if isinstance(m, TextPromptEmbeddingLayer))
     with pytest.raises(ValueError, match="plain input_ids"):
         layer(inputs_embeds=torch.zeros(1, 77, 32))
+
+
+def test_causal_mask_built_under_inference_mode_serves_autograd():
+    """The logical causal mask is cached; one first built under inference mode must not
+    break a later forward with autograd ("Inference tensors cannot be saved for backward")."""
+    model = prompted(make_clip("text"))
+    ids = text_ids(model.config)
+    with torch.inference_mode():
+        expected = model(input_ids=ids).pooler_output.clone()
+    model.train()
+    out = model(input_ids=ids).pooler_output
+    out.square().sum().backward()
+    first, deep = prompt_tensors(model)
+    assert first.grad is not None and deep.grad is not None
+    torch.testing.assert_close(out.detach(), expected)
+
+
+@pytest.mark.parametrize("record", [None, "hidden_states", "attentions"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_sentences_cut_after_the_longest_give_the_77_position_results(attn, record):
+    """PromptPARModel runs the tower on trimmed_length positions: every kept position's
+    state, attention row and the pooled output equal those of the full 77 positions."""
+    model = prompted(make_clip("text", attn=attn, text_layers=3), text_depth=2)
+    model.train()
+    ids = text_ids(model.config)  # the longest sentence ends at position 10
+    n, eos = 3, model.config.eos_token_id
+    cut = trimmed_length(ids, n, eos)
+    assert cut == 10 + 1 + n
+    kept = list(range(cut - n)) + list(range(77 - n, 77))  # the cut keeps the prompt slots at its end
+    flags = {f"output_{record}": True} if record else {}
+    full, short = model(input_ids=ids, **flags), model(input_ids=ids[:, :cut], **flags)
+    torch.testing.assert_close(short.pooler_output, full.pooler_output, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(short.last_hidden_state, full.last_hidden_state[:, kept], rtol=1e-5, atol=1e-5)
+    if record == "hidden_states":
+        for got, want in zip(short.hidden_states, full.hidden_states, strict=True):
+            torch.testing.assert_close(got, want[:, kept], rtol=1e-5, atol=1e-5)
+    if record == "attentions" and attn == "eager":
+        for got, want in zip(short.attentions, full.attentions, strict=True):
+            torch.testing.assert_close(got, want[:, :, kept][:, :, :, kept], rtol=1e-5, atol=1e-5)
+    first, deep = prompt_tensors(model)
+    grads = [torch.autograd.grad(out.pooler_output.square().sum(), [first, deep]) for out in (short, full)]
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -54,38 +54,33 @@ def collect_predictions(
         ``(probs, labels)``: ``sigmoid(logits)`` as float32 (M, N) and the labels as
         int8 (M, N).
 
-    The model runs in eval mode under ``torch.inference_mode()``; its previous
-    train / eval mode is restored on exit, also after an error.
+    The model computes as in eval mode (``forward(training=False)``) under
+    ``torch.inference_mode()``; its mode and state are left as they are.
     """
-    was_training = model.training
     device, dtype = _input_device_and_dtype(model)
     probs_parts: list[np.ndarray] = []
     label_parts: list[np.ndarray] = []
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for index, batch in enumerate(dataloader):
-                missing = {"pixel_values", "labels"} - set(batch)
-                if missing:
-                    raise KeyError(
-                        f"batch {index} lacks {sorted(missing)} (it has {sorted(batch)}); the loader must yield "
-                        "dicts with 'pixel_values' and 'labels', e.g. from ParData.with_image_transforms()."
-                    )
-                pixel_values, labels = batch["pixel_values"], torch.as_tensor(batch["labels"])
-                if accelerator is None:
-                    pixel_values = pixel_values.to(device=device, dtype=dtype)
-                probs = torch.sigmoid(_logits_of(model(pixel_values=pixel_values)).float())
-                if labels.shape != probs.shape:
-                    raise ValueError(
-                        f"batch {index}: labels have shape {tuple(labels.shape)} but the model predicts "
-                        f"{tuple(probs.shape)}; the data set and the model have different attribute counts."
-                    )
-                if accelerator is not None:
-                    probs, labels = accelerator.gather_for_metrics((probs, labels.to(probs.device)))
-                probs_parts.append(probs.cpu().numpy().astype(np.float32, copy=False))
-                label_parts.append(labels.cpu().numpy().astype(np.int8))
-    finally:
-        model.train(was_training)
+    with torch.inference_mode():
+        for index, batch in enumerate(dataloader):
+            missing = {"pixel_values", "labels"} - set(batch)
+            if missing:
+                raise KeyError(
+                    f"batch {index} lacks {sorted(missing)} (it has {sorted(batch)}); the loader must yield "
+                    "dicts with 'pixel_values' and 'labels', e.g. from ParData.with_image_transforms()."
+                )
+            pixel_values, labels = batch["pixel_values"], torch.as_tensor(batch["labels"])
+            if accelerator is None:
+                pixel_values = pixel_values.to(device=device, dtype=dtype)
+            probs = torch.sigmoid(_logits_of(model(pixel_values=pixel_values, training=False)).float())
+            if labels.shape != probs.shape:
+                raise ValueError(
+                    f"batch {index}: labels have shape {tuple(labels.shape)} but the model predicts "
+                    f"{tuple(probs.shape)}; the data set and the model have different attribute counts."
+                )
+            if accelerator is not None:
+                probs, labels = accelerator.gather_for_metrics((probs, labels.to(probs.device)))
+            probs_parts.append(probs.cpu().numpy().astype(np.float32, copy=False))
+            label_parts.append(labels.cpu().numpy().astype(np.int8))
     if not probs_parts:
         raise ValueError("the data loader yielded no batches; there is nothing to evaluate.")
     return np.concatenate(probs_parts), np.concatenate(label_parts)

@@ -64,7 +64,6 @@ class PedestrianAttributeRecognitionPipeline(Pipeline):
             kwargs["image_processor"] = model.image_processor
         check_image_processor(model, kwargs["image_processor"])  # before any image is read
         super().__init__(model, *args, **kwargs)
-        self.model.eval()
 
     def _sanitize_parameters(self, threshold: Any = None, top_k: Any = None, **kwargs: Any):
         if kwargs:
@@ -89,7 +88,7 @@ class PedestrianAttributeRecognitionPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         pixel_values = model_inputs["pixel_values"].to(dtype=self.model.dtype)
-        logits = self.model(pixel_values=pixel_values, compute_gl_logits=False).logits  # as predict does
+        logits = self.model(pixel_values=pixel_values, compute_gl_logits=False, training=False).logits  # as predict
         return {"probabilities": torch.sigmoid(logits.float()), "source": model_inputs["source"]}
 
     def postprocess(self, model_outputs: dict[str, Any], threshold: Optional[Any] = None,

@@ -21,8 +21,12 @@ The path of one image::
   takes the input's place in the results instead and the other inputs are processed.
 * A probability that is not a finite number (NaN weights, an overflow) raises
   :class:`NonFiniteOutputError`: it is never reported as "no attribute".
-* The text tower runs once: PromptPARModel caches its sentence features in eval mode,
-  so every batch after the first runs the vision tower, the fusion layer and the heads.
+* The text tower runs once: PromptPARModel caches its sentence features without
+  autograd, so every batch after the first runs the vision tower, the fusion layer and
+  the heads.
+* The model computes as in eval mode (``forward(training=False)``) without its mode or
+  any other state being changed, so prediction is safe from several threads and on a
+  model that is training.
 * An attribute is predicted when its probability is strictly above its threshold, as in
   :mod:`par_prompt.metrics`. The threshold is the one passed, else the calibrated
   per-attribute thresholds of the config (``attribute_thresholds``), else its global
@@ -32,7 +36,6 @@ The path of one image::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -270,30 +273,18 @@ def _process_one(processor, image, index: int, source: Optional[str]) -> torch.T
 # ---------------------------------------------------------------------------- model
 
 
-@contextmanager
-def evaluation_mode(model):
-    """Eval mode (BatchNorm running statistics, cached text features) for the block;
-    the previous mode is restored afterwards."""
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        yield model
-    finally:
-        if was_training:
-            model.train()
-
-
 def predict_probabilities(model, pixel_values: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """Attribute probabilities ``(B, N)`` (float32, CPU) of preprocessed ``pixel_values``
-    ``(B, 3, S, S)``: the model's forward under ``torch.inference_mode``, in eval mode."""
+    ``(B, 3, S, S)``: the model's forward under ``torch.inference_mode``, computed as in
+    eval mode without changing the model's mode."""
     _check_batch_size(batch_size)
     device, dtype = model.device, model.dtype
     chunks = []
-    with evaluation_mode(model), torch.inference_mode():
+    with torch.inference_mode():
         for start in range(0, pixel_values.shape[0], batch_size):
             batch = pixel_values[start : start + batch_size].to(device=device, dtype=dtype)
-            chunks.append(torch.sigmoid(model(pixel_values=batch, compute_gl_logits=False).logits.float()).cpu())
+            logits = model(pixel_values=batch, compute_gl_logits=False, training=False).logits
+            chunks.append(torch.sigmoid(logits.float()).cpu())
     if not chunks:
         return torch.empty(0, model.config.num_attributes)
     return torch.cat(chunks)
@@ -349,15 +340,13 @@ def iter_predictions(
     return_errors: bool = False,
 ) -> Iterator[Union[AttributePrediction, ImageInputError]]:
     """Like :func:`predict`, one result at a time, in input order. Inputs are read
-    lazily, ``batch_size`` at a time; the model stays in eval mode until the iterator
-    is exhausted or closed."""
+    lazily, ``batch_size`` at a time."""
     _check_batch_size(batch_size)
     processor = check_image_processor(model)
     thresholds, shown = resolve_thresholds(model.config, threshold)
     inputs = enumerate(iter_inputs(images))
-    with evaluation_mode(model):  # once for all batches, so the text features stay cached
-        while chunk := [item for _, item in zip(range(batch_size), inputs)]:
-            yield from _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, return_errors)
+    while chunk := [item for _, item in zip(range(batch_size), inputs)]:
+        yield from _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, return_errors)
 
 
 def _predict_chunk(model, processor, chunk, thresholds, shown, batch_size, return_errors) -> list:

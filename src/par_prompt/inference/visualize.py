@@ -57,7 +57,6 @@ from .predict import (
     check_finite,
     check_image_processor,
     describe_source,
-    evaluation_mode,
     load_image,
     resolve_thresholds,
 )
@@ -310,9 +309,9 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
     fusion_module = last_fusion_attention(model)
     fusion_capture = _InputCapture(fusion_module) if fusion_module is not None else None
     try:
-        with evaluation_mode(model), torch.inference_mode():
+        with torch.inference_mode():
             pixel_values = pixel_values.to(device=model.device, dtype=model.dtype)
-            logits = model(pixel_values=pixel_values, compute_gl_logits=False).logits
+            logits = model(pixel_values=pixel_values, compute_gl_logits=False, training=False).logits
             vision_hidden = vision_capture.hidden
             fusion_hidden = fusion_capture.hidden if fusion_capture is not None else None
             regions = config.num_regions if config.prompts_per_group > 0 else 0

@@ -1,16 +1,60 @@
-"""The MM-Former: text and visual tokens fused by frozen ViT layers (METHOD.md §4)."""
+"""The MM-Former: text and visual tokens fused by frozen ViT layers (METHOD.md §4).
+
+Only the first N output tokens (one per attribute) feed the heads. So the last fusion
+layer computes queries, attention outputs, output projection and MLP for those N tokens
+only; every token still gives its keys and values (:func:`leading_outputs_layer`).
+"""
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Optional
 
 import torch
 from torch import nn
 from transformers import ViTConfig, ViTModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.vit.modeling_vit import ViTAttention, ViTLayer, eager_attention_forward
+
+from ..tuner.keys_values import ATTENTION_IMPLEMENTATIONS, like_layer, split_heads, watched
 
 
 def vit_layers(vit: ViTModel) -> nn.ModuleList:
     """The encoder layers of a ViTModel (``layers`` in transformers >= 5.2x, ``encoder.layer`` before)."""
     layers = getattr(vit, "layers", None)
     return layers if layers is not None else vit.encoder.layer
+
+
+def can_skip_outputs(layer: nn.Module) -> bool:
+    """Whether :func:`leading_outputs_layer` may stand in for ``layer``'s own forward: a
+    plain ``ViTLayer`` with eager or sdpa attention, the layer and its attention not
+    :func:`~par_prompt.tuner.keys_values.watched` (e.g. by a hook that reads the attention)."""
+    attention = getattr(layer, "attention", None)
+    if type(layer) is not ViTLayer or type(attention) is not ViTAttention:
+        return False
+    return attention.config._attn_implementation in ATTENTION_IMPLEMENTATIONS and not watched(layer, attention)
+
+
+def _leading_outputs(layer: ViTLayer, tokens: torch.Tensor, count: int) -> torch.Tensor:
+    attention = layer.attention
+    batch = tokens.shape[0]
+    normed = layer.layernorm_before(tokens)  # (B, T, F): every token gives keys and values
+    queries = split_heads(attention.q_proj(normed[:, :count]), attention.head_dim)
+    keys = split_heads(attention.k_proj(normed), attention.head_dim)
+    values = split_heads(attention.v_proj(normed), attention.head_dim)
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
+    attended, _ = attend(attention, queries, keys, values, None, scaling=attention.scaling,
+                         dropout=attention.attention_dropout if attention.training else 0.0)
+    attended = attention.o_proj(attended.reshape(batch, count, -1).contiguous())
+    hidden = layer.dropout(attended) + tokens[:, :count]
+    return layer.dropout(layer.mlp(layer.layernorm_after(hidden))) + hidden
+
+
+def leading_outputs_layer(layer: ViTLayer, tokens: torch.Tensor, count: int) -> torch.Tensor:
+    """``layer(tokens)[:, :count]`` without computing the other tokens' outputs: their
+    keys and values only. ``layer``: a ``ViTLayer`` for which :func:`can_skip_outputs`
+    holds; tokens (B, T, F) -> (B, count, F). Checkpointed like the layer's own forward."""
+    return like_layer(layer, partial(_leading_outputs, layer, count=count), tokens)
 
 
 class MMFormer(nn.Module):
@@ -40,10 +84,16 @@ class MMFormer(nn.Module):
     def frozen_parameters(self):
         return self.layers.parameters()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            tokens = layer(tokens)
-        return self.norm(tokens)
+    def forward(self, tokens: torch.Tensor, num_outputs: Optional[int] = None) -> torch.Tensor:
+        """tokens (B, T, F) -> (B, T, F), or only the first ``num_outputs`` tokens' outputs
+        (B, num_outputs, F), for which the last layer skips the other tokens' outputs."""
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            if index == last and num_outputs is not None and can_skip_outputs(layer):
+                tokens = leading_outputs_layer(layer, tokens, num_outputs)
+            else:
+                tokens = layer(tokens)
+        return self.norm(tokens if num_outputs is None else tokens[:, :num_outputs])
 
 
 class SequenceMLP(nn.Module):
@@ -60,6 +110,9 @@ class SequenceMLP(nn.Module):
     def frozen_parameters(self):
         return iter(())
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, num_outputs: Optional[int] = None) -> torch.Tensor:
+        """tokens (B, T, F) -> (B, T, F), or the first ``num_outputs`` tokens' outputs."""
         mixed = self.mix(tokens.transpose(1, 2)).transpose(1, 2)
+        if num_outputs is not None:
+            tokens, mixed = tokens[:, :num_outputs], mixed[:, :num_outputs]
         return self.norm(tokens + mixed)

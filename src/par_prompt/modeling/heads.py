@@ -7,11 +7,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def normalise(norm: nn.BatchNorm1d, values: torch.Tensor, use_running_stats: bool) -> torch.Tensor:
+    """``norm(values)``; with ``use_running_stats`` normalised by the running statistics,
+    as in eval mode, even when ``norm`` is in training mode (its mode and statistics stay
+    as they are)."""
+    if not use_running_stats or not norm.training or norm.running_mean is None:
+        return norm(values)
+    return F.batch_norm(values, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+
+
 class AttributeHeads(nn.Module):
     """For each attribute i a linear F -> 1 on token i, then BatchNorm1d over the N logits.
 
     The N linear maps are held as one (N, F) weight and an (N,) bias and applied in one
-    einsum. Input (B, N, F) -> logits (B, N).
+    einsum. Input (B, N, F) -> logits (B, N); ``use_running_stats``: see :func:`normalise`.
     """
 
     def __init__(self, num_attributes: int, width: int) -> None:
@@ -20,9 +29,9 @@ class AttributeHeads(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_attributes))
         self.batch_norm = nn.BatchNorm1d(num_attributes)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, use_running_stats: bool = False) -> torch.Tensor:
         logits = torch.einsum("bnf,nf->bn", tokens, self.weight.to(tokens.dtype)) + self.bias.to(tokens.dtype)
-        return self.batch_norm(logits)
+        return normalise(self.batch_norm, logits, use_running_stats)
 
 
 class GlobalLocalAggregator(nn.Module):
@@ -34,6 +43,7 @@ class GlobalLocalAggregator(nn.Module):
     score is the max over the K regions if that max exceeds τ, else the min; the score is
     (local + global) / 2, global being the CLS row; then BatchNorm1d over N.
     With K = 0 there is no local score and the score is the global row.
+    ``use_running_stats``: see :func:`normalise`.
     """
 
     def __init__(self, num_attributes: int, threshold: float) -> None:
@@ -42,7 +52,8 @@ class GlobalLocalAggregator(nn.Module):
         self.temperature = nn.Parameter(torch.ones(()))
         self.batch_norm = nn.BatchNorm1d(num_attributes)
 
-    def forward(self, class_tokens: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, class_tokens: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+                use_running_stats: bool = False) -> torch.Tensor:
         class_tokens = F.normalize(class_tokens.float(), dim=-1)
         text = F.normalize(text.float(), dim=-1)
         similarity = logit_scale.exp().float() * torch.einsum("bkd,nd->bkn", class_tokens, text)
@@ -55,4 +66,4 @@ class GlobalLocalAggregator(nn.Module):
             combined = (local + global_scores) / 2
         else:
             combined = global_scores
-        return self.batch_norm(combined.to(self.batch_norm.weight.dtype))
+        return normalise(self.batch_norm, combined.to(self.batch_norm.weight.dtype), use_running_stats)

@@ -3,8 +3,9 @@
 The path of the data (METHOD.md §2-§6)::
 
     pixels --CLIP vision tower + region prompts--> (B, L, w) --post-LN, projection--> (B, L, d)
-    sentences --CLIP text tower + text prompts--> (N, d)          (cached in eval mode)
+    sentences --CLIP text tower + text prompts--> (N, d)          (cached without autograd)
     [text (N, F), visual (B, L, F)] --MM-Former--> first N tokens --heads + BN--> logits (B, N)
+                                            (the visual tokens' own outputs are never computed)
     class tokens (B, K+1, d) x text (N, d) --aggregator--> gl_logits (B, N)
     loss = wBCE(logits) + alpha * wBCE(gl_logits)
 """
@@ -23,7 +24,9 @@ from transformers import CLIPModel, PreTrainedModel, ViTModel
 from ..losses import validate_labels, weighted_bce_with_logits
 from ..sentences import resolve_sentences
 from ..tuner.layer import RegionPromptLayer
-from ..tuner.text import TextPromptEmbeddingLayer, TextPromptEncoderLayer
+from ..tuner.text import TextPromptEmbeddingLayer, trimmed_length
+from ..tuner.vision import VisionPromptLayer
+from . import text_cache
 from .configuration import PromptPARConfig
 from .fusion import MMFormer, SequenceMLP
 from .heads import AttributeHeads, GlobalLocalAggregator
@@ -48,6 +51,17 @@ def tokenize_sentences(tokenizer, sentences: list[str], num_prompts: int, contex
             )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return torch.tensor([ids + [pad] * (context_length - len(ids)) for ids in encoded], dtype=torch.long)
+
+
+def _drops_out(module: nn.Module) -> bool:
+    """Whether ``module`` applies dropout at random in its current mode (torch's dropout
+    modules, and the rates that CLIP and ViT attention read from their configs)."""
+    if not module.training:
+        return False
+    rates = ["dropout", "attention_dropout", "dropout_prob"]
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        rates.append("p")
+    return any(isinstance(rate, float) and rate > 0 for rate in (getattr(module, name, None) for name in rates))
 
 
 class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
@@ -104,7 +118,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         self.register_buffer("sentence_ids", torch.zeros(num_attributes, 0, dtype=torch.long), persistent=False)
         self.tokenizer = None
         self.image_processor = None
-        self._text_cache: Optional[tuple[tuple, torch.Tensor]] = None
+        self._text_cache: Optional[text_cache.TextCacheEntry] = None
 
         # The backbones come initialised (by their own classes or from checkpoints);
         # post_init must only initialise the parts this class adds.
@@ -125,16 +139,17 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         (K + 1) * (m + 1) + G * G, which is 1 + G * G without visual prompts (K = m = 0)."""
         vision = self.config.get_clip_config().vision_config
         grid = vision.image_size // vision.patch_size
-        return self._class_token_slice().stop + grid * grid
+        return (self.config.num_regions + 1) * (self.config.prompts_per_group + 1) + grid * grid
 
     def _class_token_slice(self) -> slice:
-        """CLS, CLS_1..CLS_K as a strided slice of the visual sequence: each class token
-        leads its group of m + 1 tokens (RegionLayout); without prompts, just CLS."""
-        group_size = self.config.prompts_per_group + 1
-        return slice(0, (self.config.num_regions + 1) * group_size, group_size)
+        """CLS, CLS_1..CLS_K as a strided slice of the visual sequence, from the layout of
+        the adapter that ran (each class token leads its group of m + 1 tokens; with the
+        adapter disabled or without visual prompts, just CLS)."""
+        encoder = self._prompt_layer(VisionPromptLayer)
+        return slice(0, 1, 1) if encoder is None else encoder.class_token_slice()
 
     def class_token_indices(self) -> torch.Tensor:
-        """Positions of CLS, CLS_1..CLS_K in the visual sequence."""
+        """Positions of CLS, CLS_1..CLS_K in the visual sequence (of the active adapter)."""
         tokens = self._class_token_slice()
         return torch.arange(tokens.start, tokens.stop, tokens.step)
 
@@ -159,6 +174,10 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
 
     def prompt_layers(self) -> Iterator[RegionPromptLayer]:
         return iter(self._prompt_layers)
+
+    def _prompt_layer(self, kind: type) -> Optional[RegionPromptLayer]:
+        """The prompt layer of type ``kind``, if the model has one."""
+        return next((layer for layer in self._prompt_layers if isinstance(layer, kind)), None)
 
     @staticmethod
     def _prompt_containers(layers) -> Iterator[nn.ParameterDict]:
@@ -222,42 +241,55 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         self.positive_ratios.copy_(ratios.to(self.positive_ratios.device))
 
     # ----------------------------------------------------------------------- text
-    def _text_cache_key(self, device: torch.device) -> tuple:
-        versions = tuple((p.data_ptr(), p._version) for p in self._text_prompt_parameters())
+    def _text_dependencies(self) -> tuple[list[torch.Tensor], tuple]:
+        """What the text features depend on besides the sentence ids (see :mod:`.text_cache`):
+        the text tower's and the text projection's tensors (every adapter's prompts
+        included), and the adapter / device / autocast context."""
+        clip = self.clip_model
+        tensors = [*clip.text_model.parameters(), *clip.text_model.buffers(), *clip.text_projection.parameters()]
+        device = self.sentence_ids.device
         autocast = torch.is_autocast_enabled(device.type)
-        return (versions, str(self.clip.active_adapter), any(l.disable_adapters for l in self.prompt_layers()),
-                device, torch.is_inference_mode_enabled(), torch.is_grad_enabled(), autocast,
-                torch.get_autocast_dtype(device.type) if autocast else None)
+        context = (str(self.clip.active_adapter), any(layer.disable_adapters for layer in self._prompt_layers),
+                   device, autocast, torch.get_autocast_dtype(device.type) if autocast else None)
+        return tensors, context
 
-    def _text_prompt_parameters(self) -> list[nn.Parameter]:
-        """The text prompts of every adapter (they decide the cached text features)."""
-        text_layers = (layer for layer in self._prompt_layers
-                       if isinstance(layer, (TextPromptEmbeddingLayer, TextPromptEncoderLayer)))
-        return [p for container in self._prompt_containers(text_layers) for p in container.values()]
+    def _run_text_tower(self) -> torch.Tensor:
+        """Projected pooled sentence features (N, d), the tower run on the sentences cut
+        after the longest one's end token plus the text prompts' slots
+        (:func:`~par_prompt.tuner.text.trimmed_length`): the same features as at CLIP's 77
+        positions, for a fraction of the work."""
+        clip = self.clip_model
+        ids = self.sentence_ids
+        embeddings = self._prompt_layer(TextPromptEmbeddingLayer)
+        num_prompts = 0 if embeddings is None else embeddings.active_num_prompts()
+        ids = ids[:, : trimmed_length(ids, num_prompts, clip.config.text_config.eos_token_id)]
+        return clip.text_projection(clip.text_model(input_ids=ids).pooler_output)
 
     def text_features(self) -> torch.Tensor:
-        """Projected sentence features (N, d). In eval mode they are computed once and
-        reused until the text prompts change (any in-place update, e.g. an optimizer
-        step or a load, bumps their version) or the mode, device or precision changes."""
+        """Projected sentence features (N, d).
+
+        With autograd on they are computed on every call (each call gets its own graph).
+        Without it (``torch.no_grad``, ``torch.inference_mode``) they are computed once and
+        reused as long as nothing they depend on changes (:mod:`.text_cache` gives the
+        rule); the cached tensor is an ordinary tensor without a graph.
+        """
         if self.sentence_ids.shape[1] == 0:
             raise ValueError(
                 "No tokenizer is attached, so the attribute sentences are not tokenized. Load the model with "
                 "PromptPARModel.from_pretrained / from_backbones, or call model.attach_tokenizer(tokenizer) with "
                 "the CLIP tokenizer of the base."
             )
-        device = self.sentence_ids.device
-        key = None if self.training else self._text_cache_key(device)
-        if key is not None and self._text_cache is not None and self._text_cache[0] == key:
-            return self._text_cache[1]
-        clip = self.clip_model
-        pooled = clip.text_model(input_ids=self.sentence_ids).pooler_output
-        features = clip.text_projection(pooled)
-        self._text_cache = None if key is None else (key, features)
+        if torch.is_grad_enabled():
+            return self._run_text_tower()
+        tensors, context = self._text_dependencies()
+        features = text_cache.lookup(self._text_cache, tensors, self.sentence_ids, context)
+        if features is None:
+            # Outside inference mode (and still without autograd): the cached tensor must
+            # serve later no-grad forwards whether or not they run in inference mode.
+            with torch.inference_mode(False), torch.no_grad():
+                features = self._run_text_tower()
+                self._text_cache = text_cache.store(tensors, self.sentence_ids, context, features)
         return features
-
-    def train(self, mode: bool = True):
-        self._text_cache = None
-        return super().train(mode)
 
     def predict(self, images, threshold=None, batch_size: int = 32):
         """Attribute probabilities and predicted labels for raw images; see
@@ -267,6 +299,20 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         return predict(self, images, threshold=threshold, batch_size=batch_size)
 
     # -------------------------------------------------------------------- forward
+    def _forward_mode(self, training: Optional[bool]) -> bool:
+        """Whether this forward trains: the model's mode, or ``training=False`` (see forward)."""
+        if training is None or bool(training) == self.training:
+            return self.training
+        if training:
+            raise ValueError("forward(training=True) needs the model in training mode: call model.train() first.")
+        dropping = [name for name, module in self.named_modules() if _drops_out(module)]
+        if dropping:
+            raise ValueError(
+                f"forward(training=False) cannot compute eval-mode results while {dropping[0]!r} (and "
+                f"{len(dropping) - 1} other module(s)) apply dropout in training mode; call model.eval() first."
+            )
+        return False
+
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The prompted visual sequence after CLIP's post-layernorm (unless
         ``config.visual_post_layernorm`` is False) and projection: (B, L, d)."""
@@ -283,6 +329,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         output_features: bool = False,
         compute_gl_logits: bool = True,
         return_dict: Optional[bool] = None,
+        training: Optional[bool] = None,
         **kwargs: Any,
     ) -> Union[PromptPAROutput, tuple]:
         """
@@ -292,7 +339,13 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
             output_features: also return the visual tokens and text features.
             compute_gl_logits: run the GL aggregator; predictions use ``logits`` only, so
                 inference may skip it (``gl_logits`` is then None). Forced on with labels.
+            training: None follows the model's mode. False computes as in eval mode
+                (BatchNorm running statistics, any batch size) without changing the mode
+                or any state of a model in training mode, so prediction can run while the
+                model trains, and from several threads. A model in training mode with
+                active dropout refuses it (its result would be random).
         """
+        training = self._forward_mode(training)
         if labels is not None:
             validate_labels(labels, self.config.num_attributes)
         text = self.text_features()  # (N, d)
@@ -300,15 +353,16 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         batch, num_attributes = visual.shape[0], text.shape[0]
 
         text_tokens = self.text_projection(text.to(visual.dtype)).unsqueeze(0).expand(batch, -1, -1)
-        fused = self.fusion(torch.cat([text_tokens, self.visual_projection(visual)], dim=1))  # (B, N + L, F)
-        if self.training and batch < 2:
+        if training and batch < 2:
             raise ValueError("Training needs batches of at least 2 images (the heads end in a BatchNorm).")
-        logits = self.heads(fused[:, :num_attributes])
+        sequence = torch.cat([text_tokens, self.visual_projection(visual)], dim=1)  # (B, N + L, F)
+        fused = self.fusion(sequence, num_outputs=num_attributes)  # (B, N, F): only the text tokens feed the heads
+        logits = self.heads(fused, use_running_stats=not training)
         gl_logits = None
         if compute_gl_logits or labels is not None:
             # A strided view: no index tensor to copy to the device (and wait for) on every forward.
             class_tokens = visual[:, self._class_token_slice()]
-            gl_logits = self.aggregator(class_tokens, text, self.clip_model.logit_scale)
+            gl_logits = self.aggregator(class_tokens, text, self.clip_model.logit_scale, use_running_stats=not training)
 
         loss = None
         if labels is not None:

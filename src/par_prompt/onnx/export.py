@@ -109,9 +109,10 @@ def _graph_for(model, precision: str) -> PromptPARInferenceGraph:
     """The graph module on the CPU at ``precision``, for ``model`` in eval mode; the text
     features are computed by ``model`` itself (in its own precision), once."""
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    text = model.text_features().detach().to("cpu", torch.float32)
-    if model.device.type != "cpu" or model.dtype != dtype:
-        model = copy.deepcopy(model).to("cpu", dtype)  # the caller's model is left as it is
+    with torch.no_grad():
+        text = model.text_features().detach().to("cpu", torch.float32)
+    if model.training or model.device.type != "cpu" or model.dtype != dtype:
+        model = copy.deepcopy(model).to("cpu", dtype)  # the caller's model (mode included) is left as it is
     return PromptPARInferenceGraph(model, text.to(dtype)).eval()
 
 
@@ -149,13 +150,12 @@ def export_onnx(
     if check:
         require("onnxruntime", "checking the ONNX export (check=True)")
     from ..fileio import atomic_open
-    from ..inference.predict import evaluation_mode
     from .metadata import build_metadata
 
     precision = "fp16" if fp16 else "fp32"
     size = model.image_processor.size
     example = torch.randn(EXAMPLE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with evaluation_mode(model), torch.no_grad():
+    with torch.no_grad():
         graph = _graph_for(model, precision)
         graph(example)  # an eager run first: any error shows as a plain PyTorch error
         with _quiet_exporter():

@@ -54,7 +54,8 @@ class PromptPARInferenceGraph(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with frozen_text_features(self.model, self.text_features) as used:
-            output = self.model(pixel_values=pixel_values.to(self.text_features.dtype), compute_gl_logits=False)
+            output = self.model(pixel_values=pixel_values.to(self.text_features.dtype), compute_gl_logits=False,
+                                training=False)
         if not used[0]:
             raise RuntimeError(
                 "PromptPARModel.forward no longer reads model.text_features(), so the ONNX graph would run the text "

@@ -145,7 +145,7 @@ class ONNXPromptPARPredictor:
     def __call__(self, pixel_values: Union[np.ndarray, torch.Tensor], **kwargs: Any) -> PromptPAROutput:
         """The model-like call used by :func:`par_prompt.inference.predict`: ``logits`` (B, N)
         as a tensor (``gl_logits`` is None: that branch is not exported)."""
-        unknown = set(kwargs) - {"compute_gl_logits", "return_dict"}
+        unknown = set(kwargs) - {"compute_gl_logits", "return_dict", "training"}
         if unknown:
             raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
         logits, _ = self.run(pixel_values)

@@ -62,6 +62,17 @@ def end_token_positions(input_ids: torch.Tensor, eos_token_id: int) -> torch.Ten
     return (input_ids == eos_token_id).int().argmax(dim=-1)
 
 
+def trimmed_length(input_ids: torch.Tensor, num_prompts: int, eos_token_id: int) -> int:
+    """The length ``input_ids`` (B, L) can be cut to without changing any pooled output:
+    one past the last end token, plus ``num_prompts`` slots for the text prompts (at most
+    L). Under CLIP's causal mask nothing after a row's end token reaches its pooled
+    output, so the cut rows give the same features as the full ones."""
+    length = input_ids.shape[-1]
+    if length == 0:
+        return 0
+    return min(length, int(end_token_positions(input_ids, eos_token_id).max()) + 1 + num_prompts)
+
+
 def check_room_for_prompts(input_ids: torch.Tensor, num_prompts: int, eos_token_id: int) -> None:
     """Raise if a row's end token would be pushed out of the sequence by the prompts."""
     length = input_ids.shape[-1]
@@ -95,6 +106,11 @@ class TextPromptEmbeddingLayer(RegionPromptLayer):
         prompts = self._new_parameter((prompt_sets(config), config.text_prompts, width))
         self.region_prompt_text[adapter_name] = init_prompts(prompts, config.prompt_init, text_prompt_bound(width))
         self._keep_active_adapter(adapter_name)
+
+    def active_num_prompts(self) -> int:
+        """Text prompts the forward adds: the active adapter's count, 0 without one."""
+        adapter = self.active_prompt_adapter()
+        return 0 if adapter is None else self.prompt_settings[adapter]
 
     def forward(
         self,
@@ -158,12 +174,16 @@ class TextPromptEncoderLayer(RegionPromptLayer):
         self._keep_active_adapter(adapter_name)
 
     def _logical_causal(self, length: int, num_prompts: int, device) -> torch.Tensor:
-        """Bool (L, L): key k is visible to query q when its logical position is not later."""
+        """Bool (L, L): key k is visible to query q when its logical position is not later.
+
+        Built once per shape, outside inference mode, so that a mask first built under
+        ``torch.inference_mode`` still serves a later forward with autograd."""
         key = (length, num_prompts, device)
         allowed = self._causal_cache.get(key)
         if allowed is None:
-            positions = logical_positions(length, num_prompts, device=device)
-            allowed = positions[None, :] <= positions[:, None]
+            with torch.inference_mode(False):
+                positions = logical_positions(length, num_prompts, device=device)
+                allowed = positions[None, :] <= positions[:, None]
             self._causal_cache[key] = allowed
         return allowed
 
