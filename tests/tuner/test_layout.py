@@ -1,4 +1,4 @@
-"""region_layout: bands, sequence length and the attention mask (METHOD.md §2)."""
+"""region_layout: bands, sequence length and the attention mask (docs/method.md §2)."""
 
 import pytest
 import torch
@@ -41,7 +41,7 @@ def test_bands_cover_the_grid_in_order(grid, regions):
 
 
 def _reference_mask(layout):
-    """The rule of METHOD.md §2, written token by token."""
+    """The rule of docs/method.md §2, written token by token."""
     owner = {}  # token index -> region group j >= 1
     for j in range(1, layout.num_regions + 1):
         owner[layout.class_token_indices()[j]] = j

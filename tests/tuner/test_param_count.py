@@ -9,7 +9,7 @@ from par_prompt.testing import CLIP_VIT_L14_SIZES, clip_config_from_sizes
 
 
 def expected_trainable(clip_config, config: RegionPromptConfig) -> int:
-    """METHOD.md §2-§3 from the configs: deep prompts per layer, region tokens, text prompts."""
+    """docs/method.md §2-§3 from the configs: deep prompts per layer, region tokens, text prompts."""
     vision, text = clip_config.vision_config, clip_config.text_config
     groups = config.num_regions + 1
     visual = vision.num_hidden_layers * groups * config.prompts_per_group * vision.hidden_size
@@ -25,7 +25,7 @@ def test_vit_l14_default_trainable_parameters():
         model = get_peft_model(CLIPModel(clip_config), config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == expected_trainable(clip_config, config)
-    # The same figure as METHOD.md writes it: 24·50·1024 + 4·1024 + 12·3·768.
+    # The same figure as docs/method.md writes it: 24·50·1024 + 4·1024 + 12·3·768.
     vision, text = clip_config.vision_config, clip_config.text_config
     assert (vision.num_hidden_layers, vision.hidden_size, text.num_hidden_layers, text.hidden_size) == (24, 1024, 12, 768)
     assert trainable == 24 * 50 * 1024 + 4 * 1024 + 12 * 3 * 768

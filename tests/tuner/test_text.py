@@ -1,4 +1,4 @@
-"""Deep text prompts on the CLIP text tower (METHOD.md §3)."""
+"""Deep text prompts on the CLIP text tower (docs/method.md §3)."""
 
 import pytest
 import torch

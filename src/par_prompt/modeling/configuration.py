@@ -1,4 +1,4 @@
-"""PromptPARConfig: everything needed to rebuild a PromptPAR model (METHOD.md §1-§7)."""
+"""PromptPARConfig: everything needed to rebuild a PromptPAR model (docs/method.md §1-§7)."""
 
 from __future__ import annotations
 
@@ -112,8 +112,8 @@ class PromptPARConfig(PreTrainedConfig):
         fusion_layers: MM-Former layers; 0 replaces them by a trainable MLP over the
             sequence axis (paper Table VI).
         num_regions ... prompt_init: the region-prompt settings (see RegionPromptConfig).
-        gl_alpha: weight of the global-local loss (α, METHOD.md §6).
-        gl_threshold: τ of the aggregator (METHOD.md §5).
+        gl_alpha: weight of the global-local loss (α, docs/method.md §6).
+        gl_threshold: τ of the aggregator (docs/method.md §5).
         threshold: probability threshold for predictions and metrics.
         attribute_thresholds: optional per-attribute thresholds (calibrated), overriding
             ``threshold``.

@@ -1,4 +1,4 @@
-"""The MM-Former: text and visual tokens fused by frozen ViT layers (METHOD.md §4).
+"""The MM-Former: text and visual tokens fused by frozen ViT layers (docs/method.md §4).
 
 Only the first N output tokens (one per attribute) feed the heads. So the last fusion
 layer computes queries, attention outputs, output projection and MLP for those N tokens

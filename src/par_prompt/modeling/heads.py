@@ -1,4 +1,4 @@
-"""Per-attribute heads and the global-local similarity aggregator (METHOD.md §4-§5)."""
+"""Per-attribute heads and the global-local similarity aggregator (docs/method.md §4-§5)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class AttributeHeads(nn.Module):
 
 
 class GlobalLocalAggregator(nn.Module):
-    """The "GL" scores of METHOD.md §5, per sample.
+    """The "GL" scores of docs/method.md §5, per sample.
 
     ``class_tokens`` (B, K+1, d): CLS then CLS_1..CLS_K, projected; ``text`` (N, d).
     logits = scale · cos(class token, sentence) -> (B, K+1, N); softmax over the N

@@ -1,6 +1,6 @@
 """PromptPARModel: frozen CLIP with region prompts, MM-Former, heads and GL aggregator.
 
-The path of the data (METHOD.md §2-§6)::
+The path of the data (docs/method.md §2-§6)::
 
     pixels --CLIP vision tower + region prompts--> (B, L, w) --post-LN, projection--> (B, L, d)
     sentences --CLIP text tower + text prompts--> (N, d)          (cached without autograd)
@@ -65,7 +65,7 @@ def _drops_out(module: nn.Module) -> bool:
 
 
 class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
-    """PromptPAR (METHOD.md): pedestrian attribute recognition on a frozen CLIP.
+    """PromptPAR (docs/method.md): pedestrian attribute recognition on a frozen CLIP.
 
     Build a new model from pretrained backbones with :meth:`from_backbones`, load a
     trained one with :meth:`from_pretrained`. ``PromptPARModel(config)`` builds from
@@ -197,7 +197,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         return [p for m in modules for p in m.parameters() if id(p) not in frozen]
 
     def freeze_backbones(self) -> None:
-        """METHOD.md §7: only prompts and head-side parameters train."""
+        """docs/method.md §7: only prompts and head-side parameters train."""
         self.requires_grad_(False)
         for param in [*self.prompt_parameters(), *self.head_parameters()]:
             param.requires_grad_(True)
@@ -230,7 +230,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         self.image_processor = image_processor
 
     def set_positive_ratios(self, ratios) -> None:
-        """Positive ratio of each attribute in the training split (METHOD.md §6); saved with the model."""
+        """Positive ratio of each attribute in the training split (docs/method.md §6); saved with the model."""
         ratios = torch.as_tensor(ratios, dtype=torch.float32).flatten()
         if ratios.numel() != self.config.num_attributes:
             raise ValueError(

@@ -14,9 +14,9 @@ class PromptPAROutput(ModelOutput):
     """
     Args:
         loss: weighted BCE of ``logits`` plus ``gl_alpha`` times that of ``gl_logits``
-            (METHOD.md §6), when labels are given.
+            (docs/method.md §6), when labels are given.
         logits: (B, N) attribute logits from the heads; ``sigmoid`` gives probabilities.
-        gl_logits: (B, N) global-local similarity scores (METHOD.md §5), a second set of
+        gl_logits: (B, N) global-local similarity scores (docs/method.md §5), a second set of
             logits used in the loss.
         visual_tokens: (B, L, d) projected visual sequence, when asked for.
         text_features: (N, d) projected sentence features, when asked for.

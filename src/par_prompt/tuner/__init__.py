@@ -1,4 +1,4 @@
-"""Region prompt tuning: a PEFT method for CLIP (METHOD.md §2-§3)."""
+"""Region prompt tuning: a PEFT method for CLIP (docs/method.md §2-§3)."""
 
 from .config import RegionPromptConfig
 from .layout import RegionLayout, region_bands, region_layout

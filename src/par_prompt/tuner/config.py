@@ -1,4 +1,4 @@
-"""Configuration of region prompt tuning (METHOD.md §2-§3)."""
+"""Configuration of region prompt tuning (docs/method.md §2-§3)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class RegionPromptConfig(PeftConfig):
     num_sentences: Optional[int] = field(
         default=None, metadata={"help": "Number of sentences, for text_prompt_per_sentence=True."}
     )
-    prompt_init: str = field(default="uniform", metadata={"help": "'uniform' (METHOD.md §2) or 'zeros'."})
+    prompt_init: str = field(default="uniform", metadata={"help": "'uniform' (docs/method.md §2) or 'zeros'."})
     target_modules: Optional[list[str]] = field(
         default=None,
         metadata={"help": "Module names of the CLIP towers to prompt (e.g. ['vision_model']); None = every tower."},

@@ -32,7 +32,7 @@ def init_prompts(tensor: torch.Tensor, method: str, bound: float) -> torch.Tenso
 
 
 def visual_prompt_bound(patch_size: int, width: int) -> float:
-    """METHOD.md §2: v = sqrt(6 / (3 * p * p + width)) for patch size p."""
+    """docs/method.md §2: v = sqrt(6 / (3 * p * p + width)) for patch size p."""
     return math.sqrt(6.0 / (3 * patch_size * patch_size + width))
 
 

@@ -1,4 +1,4 @@
-"""Token layout and attention mask of the region-aware visual prompts (METHOD.md §2).
+"""Token layout and attention mask of the region-aware visual prompts (docs/method.md §2).
 
 The sequence that enters the first encoder layer is::
 
@@ -101,7 +101,7 @@ def region_bands(grid_size: int, num_regions: int, overlap_rows: int) -> list[tu
 def region_layout(grid_size: int, num_regions: int, overlap_rows: int, prompts_per_group: int) -> RegionLayout:
     """Build the :class:`RegionLayout` for a G x G patch grid.
 
-    The mask follows METHOD.md §2: a token of region group j (``CLS_j`` or a prompt of
+    The mask follows docs/method.md §2: a token of region group j (``CLS_j`` or a prompt of
     ``P_j``) attends only to the tokens of group j and to the patches of region j; every
     other token (CLS, the global prompts, the patches) attends to everything.
 

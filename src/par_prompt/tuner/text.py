@@ -1,4 +1,4 @@
-"""Deep text prompts on a CLIP text tower (METHOD.md §3).
+"""Deep text prompts on a CLIP text tower (docs/method.md §3).
 
 Logically the prompted sentence is ``[SOT, T_1..T_n, tokens..., EOT, pad...]``: the n
 prompts sit right after the start token, the sentence follows, and the sequence keeps

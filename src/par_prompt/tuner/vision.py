@@ -1,4 +1,4 @@
-"""Region-aware deep prompts on a CLIP vision tower (METHOD.md §2).
+"""Region-aware deep prompts on a CLIP vision tower (docs/method.md §2).
 
 Two tuner layers share the work:
 
