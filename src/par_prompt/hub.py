@@ -540,14 +540,23 @@ def _results(metrics: Optional[Mapping[str, Any]], dataset_id: Optional[str]) ->
     }
 
 
-def _backbones(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _saved_file_names() -> dict[str, str]:
+    """The names of a saved model's files, as the card mentions them (from the module that writes them)."""
+    from .modeling import serialization
+
+    return {"config": serialization.CONFIG_FILE, "adapter": serialization.ADAPTER_DIR,
+            "head": serialization.HEAD_FILE, "clip_base": serialization.CLIP_BASE_FILE,
+            "preprocessor": serialization.PREPROCESSOR_FILE}
+
+
+def _backbones(config: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
     """The frozen backbones as the card lists them: a Hub id is linked, a local path is
     named by its last component, a missing reference says where the weights are."""
     backbones = [("CLIP (both towers, frozen)", config.get("clip_name_or_path"),
-                  "bundled with this model (`clip_base.safetensors`)")]
+                  f"bundled with this model (`{names['clip_base']}`)")]
     if config.get("fusion_layers", 1):
         backbones.append(("fusion layer initialisation (frozen ViT)", config.get("fusion_name_or_path"),
-                          "no reference; its weights are stored in `promptpar_head.safetensors`"))
+                          f"no reference; its weights are stored in `{names['head']}`"))
     return [{"role": role, "hub_id": name if _is_hub_id(name) else None, "name": public_name(name),
              "fallback": fallback} for role, name, fallback in backbones]
 
@@ -619,6 +628,7 @@ def render_model_card(
     if bundled is None:
         bundled = any(name in (files or {}) for name in OPTIONAL_WEIGHT_FILES)
     clip = public_name(config.get("clip_name_or_path")) or "a bundled CLIP"
+    names = _saved_file_names()
     with _template_path() as template_path:
         card = ModelCard.from_template(
             card_data,
@@ -627,7 +637,8 @@ def render_model_card(
             dataset=dataset_id,
             text_prompts=config.get("text_prompts", 0),
             bundled=bundled,
-            backbones=_backbones(config),
+            backbones=_backbones(config, names),
+            names=names,
             provenance=provenance,
             repo_id=repo_id or "path/to/this/model",
             threshold=config.get("threshold", 0.5),
