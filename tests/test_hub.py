@@ -6,6 +6,7 @@ import ast
 import fnmatch
 import inspect
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -218,6 +219,26 @@ def test_model_files_keeps_a_bundled_base(model, tmp_path):
 
 # ----------------------------------------------------------------------- model card
 
+SECTIONS = ("## How to use", "## Results", "## Attributes", "## Training", "## Limitations", "## License",
+            "## Citation")
+
+
+def _config(saved):
+    return json.loads((saved / "config.json").read_text())
+
+
+def _assert_round_trips(text):
+    """The card parses back: its metadata survives a save/load and its model-index
+    round-trips through huggingface_hub's own converters."""
+    card = ModelCard(text, ignore_metadata_errors=False)
+    again = ModelCard(str(card))
+    assert again.data.to_dict() == card.data.to_dict() and again.text == card.text
+    metadata = card.data.to_dict()
+    if "model-index" in metadata:
+        name, results = model_index_to_eval_results(metadata["model-index"])
+        assert eval_results_to_model_index(name, results) == metadata["model-index"]
+    return card
+
 
 def test_card_metadata_for_a_demo_run(saved, demo_metrics):
     args = {"epochs": 2, "batch_size": 4, "lr_head": 8e-3, "hub_token": "hf_secret", "output_dir": "runs/demo"}
@@ -226,8 +247,10 @@ def test_card_metadata_for_a_demo_run(saved, demo_metrics):
     assert path == saved / "README.md"
     card = ModelCard.load(path)
     data = card.data
-    assert data.library_name == "par-prompt"
-    assert data.base_model == CLIP_ID
+    assert data.library_name == "par-prompt" and data.pipeline_tag == "image-classification"
+    assert data.license == "apache-2.0"
+    # the saved fusion ViT is a local directory, so only the CLIP is a Hub base
+    assert data.base_model == [CLIP_ID] and data.base_model_relation == "adapter"
     assert "pedestrian-attribute-recognition" in data.tags
     assert data.datasets == ["synthetic"]
     assert data.metrics == ["mA", "accuracy", "precision", "recall", "f1"]
@@ -245,33 +268,122 @@ def test_card_metadata_for_a_demo_run(saved, demo_metrics):
     assert metadata == data.to_dict()
     name, eval_results = model_index_to_eval_results(metadata["model-index"])
     assert name == "promptpar-demo" and len(eval_results) == 5
-    assert eval_results_to_model_index(name, eval_results) == metadata["model-index"]
+    _assert_round_trips(path.read_text())
 
     body = card.text
-    for heading in ("## How to use", "## Results", "## Attributes", "## Training", "## Limitations"):
+    for heading in SECTIONS:
         assert heading in body
+    assert "## Imported from" not in body
     assert 'PromptPARModel.from_pretrained("me/promptpar-demo")' in body
     for name in ATTRIBUTES:
-        assert f"| {name} |" in body
+        assert f"| {name} | A pedestrian with a {name} |" in body
     assert "| lr_head | 0.008 |" in body and "hf_secret" not in body and "hub_token" not in body
     assert f"{100 * demo_metrics['mA']:.2f}" in body and "global 0.50" in body
+    assert "`apache-2.0`" in body
+    assert "@article{" in body and "eprint        = {2312.10692}" in body
+    assert "{{" not in body and "{%" not in body  # every placeholder was filled
+
+
+def test_card_base_models_are_the_hub_backbones(saved):
+    config = dict(_config(saved), fusion_name_or_path="google/vit-base-patch16-224", fusion_layers=1)
+    data = _assert_round_trips(render_model_card(config)).data
+    assert data.base_model == [CLIP_ID, "google/vit-base-patch16-224"] and data.base_model_relation == "adapter"
+    # without fusion layers the ViT is not a backbone of the model
+    data = ModelCard(render_model_card(dict(config, fusion_layers=0))).data
+    assert data.base_model == [CLIP_ID]
+    # no Hub backbone at all: no base_model, and no relation to nothing
+    local = dict(config, clip_name_or_path=str(saved), fusion_name_or_path=None)
+    metadata = ModelCard(render_model_card(local)).data.to_dict()
+    assert "base_model" not in metadata and "base_model_relation" not in metadata
 
 
 def test_card_without_metrics_has_no_model_index(saved):
-    text = render_model_card(json.loads((saved / "config.json").read_text()), metrics=None, training_args=None,
-                             dataset_name=None)
-    data = ModelCard(text).data.to_dict()
-    assert "model-index" not in data and data["base_model"] == CLIP_ID
-    assert "Not evaluated yet" in text
+    text = render_model_card(_config(saved), metrics=None, training_args=None, dataset_name=None)
+    data = _assert_round_trips(text).data.to_dict()
+    assert "model-index" not in data and data["base_model"] == [CLIP_ID]
+    assert "Not evaluated yet" in text and "The training arguments were not recorded" in text
+    for heading in SECTIONS:
+        assert heading in text
 
 
-def test_card_with_a_local_base_and_dataset_path(model, tmp_path, demo_metrics):
-    model.save_pretrained(tmp_path / "local")
-    write_model_card(tmp_path / "local", metrics=demo_metrics, training_args=None,
-                     dataset_name=str(tmp_path / "data" / "pa100k"))
-    data = ModelCard.load(tmp_path / "local" / "README.md").data
-    assert data.base_model is None  # a local directory is not a Hub id
-    assert data.datasets == ["pa100k"]
+def test_card_shows_a_metric_the_split_could_not_score_as_n_a(saved, demo_metrics):
+    text = render_model_card(_config(saved), metrics=dict(demo_metrics, mA=None), dataset_name="pa100k")
+    card = _assert_round_trips(text)
+    assert [r.metric_type for r in card.data.eval_results] == ["accuracy", "precision", "recall", "f1"]
+    row = next(line for line in text.splitlines() if line.startswith("| pa100k | test |"))
+    assert row.split(" | ")[3] == "n/a" and f"{100 * demo_metrics['f1']:.2f}" in row
+    # no scorable metric at all: no model-index rather than an empty one
+    nothing = {**{key: None for key in ("mA", "accuracy", "precision", "recall", "f1")}, "threshold": 0.5}
+    assert "model-index" not in ModelCard(render_model_card(_config(saved), metrics=nothing,
+                                                            dataset_name="pa100k")).data.to_dict()
+
+
+def test_card_per_attribute_thresholds(saved):
+    config = dict(_config(saved), attribute_thresholds=[0.3, 0.55, 0.7])
+    text = render_model_card(config)
+    assert "| 1 | backpack | A pedestrian with a backpack | 0.55 |" in text
+    assert "config.attribute_thresholds[i]" in text
+
+
+def _planted(root: Path) -> list[str]:
+    """Local paths of every form a training argument may hold, all under ``root`` or home."""
+    (root / "alice-private" / "datasets" / "pa100k").mkdir(parents=True, exist_ok=True)
+    return [
+        str(root / "alice-private" / "datasets" / "pa100k"),  # absolute
+        str(root / "alice-private" / "datasets" / "pa100k") + "/",  # with a trailing separator
+        "~/alice-private/runs/out",  # home-relative
+        "C:\\Users\\alice-private\\runs\\out",  # Windows
+        "file://" + str(root / "alice-private" / "x.yaml"),  # URL of a local file
+        json.dumps([str(root / "alice-private" / "a"), "tensorboard"]),  # a JSON list, as arguments_dict writes them
+        "--flag=" + str(root / "alice-private" / "b") + " and more",  # inside free text
+    ]
+
+
+def test_card_has_no_local_paths_and_no_credentials(model, tmp_path, demo_metrics, monkeypatch):
+    from par_prompt.training.arguments import DataArguments, ModelArguments, TrainingArguments, arguments_dict
+
+    monkeypatch.chdir(tmp_path)
+    planted = _planted(tmp_path)
+    relative = Path("alice-private") / "datasets" / "pa100k"  # exists in the working directory
+    arguments = arguments_dict(ModelArguments(), DataArguments(), TrainingArguments())
+    args = {name: [*planted, str(relative)][i % (len(planted) + 1)] for i, name in enumerate(arguments)}
+    args["notes"] = "hf_" + "a1B2" * 10  # a token under a harmless name
+    args["hub_token"] = "hf_secretsecretsecret"
+    model.save_pretrained(tmp_path / "model")
+    config = _config(tmp_path / "model")
+    config.update(clip_name_or_path=planted[0], fusion_name_or_path=planted[2], dataset=planted[3])
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    metrics = dict(demo_metrics, split=planted[6], threshold_description="calibrated on " + planted[0])
+    path = write_model_card(tmp_path / "model", metrics=metrics, training_args=args, dataset_name=planted[0],
+                            repo_id="me/promptpar-private")
+    text = path.read_text()
+    card = _assert_round_trips(text)
+    for secret in (str(tmp_path), "alice-private", "Users", "~", "C:", "file:", "hf_", "secretsecret"):
+        assert secret not in text, secret
+    for name in arguments:  # every argument is still shown, reduced
+        assert f"| {name} |" in text, name
+    assert "| clip | pa100k |" in text and '["a", "tensorboard"]' in text and "--flag=b and more" in text
+    assert card.data.datasets == ["pa100k"] and card.data.to_dict().get("base_model") is None
+    assert "for pa100k" in text.splitlines()[text.splitlines().index("---", 1) + 2]
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("openai/clip-vit-large-patch14", "openai/clip-vit-large-patch14"),
+    ("/home/alice/data/pa100k", "pa100k"),
+    ("/home/alice/data/pa100k/", "pa100k"),
+    ("./data/peta", "peta"),
+    ("~/runs", "runs"),
+    ("~", None),
+    ("D:\\data\\rap", "rap"),
+    ("a/b/c", "c"),
+    ("pa100k", "pa100k"),
+    ("x" * 300 + "/" + "y" * 300 + "/pa100k", "pa100k"),  # longer than a file name may be
+    (None, None),
+])
+def test_public_name(value, shown):
+    from par_prompt.hub import public_name
+
+    assert public_name(value) == shown
 
 
 def test_card_rejects_percent_metrics_and_missing_keys(saved, demo_metrics):
@@ -292,8 +404,15 @@ def test_template_is_packaged_and_documented():
     line = next(line for line in section.splitlines() if line.startswith("par_prompt"))
     patterns = ast.literal_eval(line.split("=", 1)[1].strip())
     assert any(fnmatch.fnmatch("model_cards/promptpar.md", p) for p in patterns)
+    # ModelCard.from_template needs jinja2, so the package must declare it
+    dependencies = re.search(r"^dependencies = \[\n(.*?)^\]", pyproject, re.M | re.S).group(1)
+    assert re.search(r'^\s*"jinja2[<>=~]', dependencies, re.M | re.I)
     readme = (REPO_ROOT / "model_cards" / "README.md").read_text()
-    assert "src/par_prompt/model_cards/promptpar.md" in readme
+    assert "src/par_prompt/model_cards/promptpar.md" in readme and "ModelCard.from_template" in readme
+    # every variable the README lists is one the renderer passes, and the other way round
+    documented = set(re.findall(r"^\| `(\w+)` \|", readme, re.M))
+    passed = set(re.findall(r"^            (\w+)=", inspect.getsource(render_model_card), re.M)) - {"template_path"}
+    assert documented == passed | {"card_data"}
 
 
 class FakeAccessApi:

@@ -12,9 +12,10 @@ training leftovers that happen to sit next to it (checkpoints, optimizer states,
   arguments).
 - :func:`push_model_to_hub` saves a model to a temporary folder, writes its card and
   uploads it: the body of ``PromptPARModel.push_to_hub``.
-- :func:`render_model_card` / :func:`write_model_card` fill the packaged template
-  ``par_prompt/model_cards/promptpar.md`` (a ``string.Template``; see
-  ``model_cards/README.md`` at the top of the repository).
+- :func:`render_model_card` / :func:`write_model_card` render the packaged Jinja template
+  ``par_prompt/model_cards/promptpar.md`` with ``huggingface_hub.ModelCard.from_template``
+  (see ``model_cards/README.md`` at the top of the repository); :func:`public_name` and
+  :func:`public_text` keep local paths and tokens out of it.
 
 Nothing here touches the network at import time.
 """
@@ -25,11 +26,11 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any, Optional, Union
 
 from .fileio import write_text_atomic
@@ -44,6 +45,8 @@ __all__ = [
     "check_upload_arguments",
     "model_files",
     "push_model_to_hub",
+    "public_name",
+    "public_text",
     "push_to_hub",
     "render_model_card",
     "upload_model_folder",
@@ -67,18 +70,26 @@ TEMPLATE = "model_cards/promptpar.md"
 
 TAGS = ("pedestrian-attribute-recognition", "promptpar", "clip", "peft", "prompt-tuning", "multi-label-classification")
 LIBRARY_NAME = "par-prompt"
+#: What ``pipeline("image-classification", model=...)`` does with a saved model.
 PIPELINE_TAG = "image-classification"
 TASK_NAME = "Pedestrian Attribute Recognition"
-#: (metric type in the model-index, key in ParMetrics.as_dict(), display name)
+#: The adapter and head are trained on top of the frozen backbones named in ``base_model``.
+BASE_MODEL_RELATION = "adapter"
+#: The licence of weights trained with par-prompt: the project's own (``ModelCardData`` fields).
+PROJECT_LICENSE: Mapping[str, str] = {"license": "apache-2.0"}
+#: (metric type in the model-index, key in ParMetrics.as_dict(), display name, column in the card)
 CARD_METRICS = (
-    ("mA", "mA", "mA (label-based)"),
-    ("accuracy", "accuracy", "Accuracy (instance-based)"),
-    ("precision", "precision", "Precision (instance-based)"),
-    ("recall", "recall", "Recall (instance-based)"),
-    ("f1", "f1", "F1 (instance-based)"),
+    ("mA", "mA", "mA (label-based)", "mA"),
+    ("accuracy", "accuracy", "Accuracy (instance-based)", "Acc"),
+    ("precision", "precision", "Precision (instance-based)", "Prec"),
+    ("recall", "recall", "Recall (instance-based)", "Rec"),
+    ("f1", "f1", "F1 (instance-based)", "F1"),
 )
+#: config.json entries shown under "Model settings".
+MODEL_SETTINGS = ("num_regions", "overlap_rows", "prompts_per_group", "vision_depth", "text_prompts", "text_depth",
+                  "text_prompt_per_sentence", "fusion_layers", "gl_alpha", "gl_threshold")
 #: training_args keys never written to a card (credentials).
-SECRET_WORDS = ("token", "password", "secret", "api_key")
+SECRET_WORDS = ("token", "password", "secret", "api_key", "credential")
 #: Arguments of transformers' saving API that mean nothing for an upload of PromptPAR files.
 IGNORED_SAVE_ARGUMENTS = ("safe_serialization", "max_shard_size", "variant")
 
@@ -374,6 +385,10 @@ def push_model_to_hub(
 
 # -------------------------------------------------------------------- model card
 
+_HUB_TOKEN = re.compile(r"hf_[A-Za-z0-9]{16,}")
+# A run of characters that may be a path: anything but spaces, quotes, brackets and separators.
+_WORD = re.compile(r"[^\s\"'`=,;()\[\]{}<>|]+")
+
 
 def _config_dict(config: Any) -> dict[str, Any]:
     if isinstance(config, Mapping):
@@ -384,8 +399,9 @@ def _config_dict(config: Any) -> dict[str, Any]:
 
 
 def _is_hub_id(name: Optional[str]) -> bool:
-    """Whether ``name`` reads as a Hub repository id rather than a local path."""
-    if not name or Path(name).exists() or name.startswith((".", "/", "~")) or "\\" in name:
+    """Whether ``name`` reads as a Hub repository id rather than a local path (one that
+    exists here is a path)."""
+    if not name or name.startswith((".", "/", "~")) or "\\" in name:
         return False
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -393,38 +409,56 @@ def _is_hub_id(name: Optional[str]) -> bool:
         validate_repo_id(name)
     except HFValidationError:
         return False
-    return True
+    try:
+        return not Path(name).exists()
+    except (OSError, ValueError):  # not a usable file name, so not a local path either
+        return True
 
 
-def _dataset_id(name: Optional[str]) -> Optional[str]:
-    """The data set as it appears in the card: a Hub id as is, a local path by its folder name."""
+def public_name(name: Optional[str]) -> Optional[str]:
+    """``name`` (a Hub id, a name or a local path) as a model card may show it.
+
+    A Hub id or a plain name is kept; a local path is reduced to its last component
+    (``/home/me/data/pa100k`` -> ``pa100k``), so that no folder above it -- user names,
+    mount points, the layout of the machine -- reaches the card. None for nothing.
+    """
     if not name:
         return None
-    return name if _is_hub_id(name) else Path(name).name or None
+    name = str(name)
+    if _is_hub_id(name) or not ("/" in name or "\\" in name or name.startswith("~") or re.match(r"[A-Za-z]:", name)):
+        return name
+    parts = [part for part in re.split(r"[\\/]+", name) if part not in ("", ".", "..") and not part.startswith("~")]
+    last = parts[-1] if parts else ""
+    return None if not last or re.fullmatch(r"[A-Za-z]:", last) else last
+
+
+def public_text(text: str) -> str:
+    """Free text (e.g. a training argument) with Hub tokens removed and every local path in
+    it reduced by :func:`public_name`; works inside JSON-encoded lists and dicts too."""
+    text = _HUB_TOKEN.sub("<redacted>", text)
+    return _WORD.sub(lambda match: public_name(match.group()) or "<local path>", text)
+
+
+def _public_value(value: Any) -> Any:
+    return public_text(value) if isinstance(value, str) else value
 
 
 def _cell(value: Any) -> str:
-    """A value as the text of a Markdown table cell."""
+    """A value as the text of a Markdown table cell (one line, ``|`` escaped, shortened)."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split()).replace("|", "\\|")
     return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _checked_metrics(metrics: Mapping[str, Any]) -> dict[str, Optional[float]]:
     """The card's metrics as fractions; None for a metric the split could not score (mA
     when no attribute has both positives and negatives)."""
     values = {}
-    for _, key, _ in CARD_METRICS:
+    for _, key, _, _ in CARD_METRICS:
         if key not in metrics:
             raise ValueError(
                 f"metrics lacks {key!r}; pass ParMetrics.as_dict() of the test evaluation (keys "
-                f"{[k for _, k, _ in CARD_METRICS]}), plus 'threshold'."
+                f"{[k for _, k, _, _ in CARD_METRICS]}), plus 'threshold'."
             )
         if metrics[key] is None:
             values[key] = None
@@ -441,7 +475,7 @@ def _checked_metrics(metrics: Mapping[str, Any]) -> dict[str, Optional[float]]:
 
 def _threshold_text(metrics: Mapping[str, Any]) -> str:
     if metrics.get("threshold_description"):
-        return str(metrics["threshold_description"])
+        return public_text(str(metrics["threshold_description"]))
     threshold = metrics.get("threshold")
     if isinstance(threshold, (int, float)):
         return f"global {float(threshold):.2f}"
@@ -450,8 +484,16 @@ def _threshold_text(metrics: Mapping[str, Any]) -> str:
     return "unknown"
 
 
-def _card_data(config: dict, metrics: Optional[Mapping[str, Any]], dataset_id: Optional[str], model_name: str,
-               tags: Sequence[str]):
+def _base_models(config: Mapping[str, Any]) -> list[str]:
+    """The Hub ids of the frozen backbones: the CLIP, and the fusion ViT when fusion layers are used."""
+    names = [config.get("clip_name_or_path")]
+    if config.get("fusion_layers", 1):
+        names.append(config.get("fusion_name_or_path"))
+    return [name for name in dict.fromkeys(names) if _is_hub_id(name)]
+
+
+def _card_data(config: Mapping[str, Any], metrics: Optional[Mapping[str, Any]], dataset_id: Optional[str],
+               model_name: str, tags: Sequence[str], license: Mapping[str, str]):
     from huggingface_hub import EvalResult, ModelCardData
 
     eval_results = None
@@ -459,86 +501,75 @@ def _card_data(config: dict, metrics: Optional[Mapping[str, Any]], dataset_id: O
         values = _checked_metrics(metrics)
         if dataset_id is None:
             raise ValueError("the model-index needs the data set the metrics were measured on; pass dataset_name.")
-        split = str(metrics.get("split", "test"))
+        split = public_text(str(metrics.get("split", "test")))
         eval_results = [
             EvalResult(
                 task_type=PIPELINE_TAG, task_name=TASK_NAME, dataset_type=dataset_id, dataset_name=dataset_id,
                 dataset_split=split, metric_type=metric_type, metric_name=display,
                 metric_value=round(100 * values[key], 2), metric_args={"threshold": _threshold_text(metrics)},
             )
-            for metric_type, key, display in CARD_METRICS
-            if values[key] is not None
-        ]
-    base = config.get("clip_name_or_path")
+            for metric_type, key, display, _ in CARD_METRICS
+            if values[key] is not None  # a metric the split could not score is left out, not written as null
+        ] or None
+    base_models = _base_models(config)
     return ModelCardData(
+        **license,
         library_name=LIBRARY_NAME,
-        base_model=base if _is_hub_id(base) else None,
+        pipeline_tag=PIPELINE_TAG,
+        base_model=base_models or None,
+        base_model_relation=BASE_MODEL_RELATION if base_models else None,
         tags=list(dict.fromkeys([*TAGS, *tags])),
         datasets=[dataset_id] if dataset_id else None,
-        metrics=[metric_type for metric_type, _, _ in CARD_METRICS],
-        pipeline_tag=PIPELINE_TAG,
-        model_name=model_name,
+        metrics=[metric_type for metric_type, _, _, _ in CARD_METRICS],
+        model_name=model_name if eval_results else None,  # it names the model-index; alone it is no Hub field
         eval_results=eval_results,
     )
 
 
-def _results_section(metrics: Optional[Mapping[str, Any]], dataset_id: Optional[str]) -> str:
+def _results(metrics: Optional[Mapping[str, Any]], dataset_id: Optional[str]) -> Optional[dict[str, Any]]:
     if metrics is None:
-        return ("Not evaluated yet. Run `par-prompt evaluate` on a test split and render the card again with "
-                "`par_prompt.hub.write_model_card(folder, metrics=...)`.")
+        return None
     values = _checked_metrics(metrics)
-    split = metrics.get("split", "test")
-    images = metrics.get("num_samples")
-    row = [dataset_id, split, images if images is not None else "?"]
-    row += ["n/a" if values[key] is None else f"{100 * values[key]:.2f}" for _, key, _ in CARD_METRICS] + [_threshold_text(metrics)]
-    table = _table(["data set", "split", "images", "mA", "Acc", "Prec", "Rec", "F1", "threshold"], [row])
-    return (table + "\n\nIn percent. mA is the mean over attributes of (positive recall + negative recall) / 2; "
-            "Acc, Prec, Rec and F1 are computed per image and averaged. Uncertain labels are left out.")
+    return {
+        "dataset": dataset_id,
+        "split": public_text(str(metrics.get("split", "test"))),
+        "images": metrics.get("num_samples"),
+        "threshold": _threshold_text(metrics),
+        "metrics": [{"short": short, "percent": None if values[key] is None else 100 * values[key]}
+                    for _, key, _, short in CARD_METRICS],
+    }
 
 
-def _attributes_section(config: dict) -> str:
-    attributes = list(config.get("attributes") or [])
-    sentences = list(config.get("sentences") or [""] * len(attributes))
-    thresholds = config.get("attribute_thresholds")
-    header = ["#", "attribute", "sentence"] + (["threshold"] if thresholds else [])
-    rows = [
-        [i, name, sentences[i] if i < len(sentences) else ""] + ([f"{thresholds[i]:.2f}"] if thresholds else [])
-        for i, name in enumerate(attributes)
-    ]
-    return f"{len(attributes)} attributes, in output order:\n\n" + _table(header, rows)
+def _saved_file_names() -> dict[str, str]:
+    """The names of a saved model's files, as the card mentions them (from the module that writes them)."""
+    from .modeling import serialization
+
+    return {"config": serialization.CONFIG_FILE, "adapter": serialization.ADAPTER_DIR,
+            "head": serialization.HEAD_FILE, "clip_base": serialization.CLIP_BASE_FILE,
+            "preprocessor": serialization.PREPROCESSOR_FILE}
 
 
-MODEL_SETTINGS = ("num_regions", "overlap_rows", "prompts_per_group", "vision_depth", "text_prompts", "text_depth",
-                  "text_prompt_per_sentence", "fusion_layers", "gl_alpha", "gl_threshold")
-
-
-def _training_section(config: dict, training_args: Optional[Mapping[str, Any]], files: Optional[Mapping[str, int]]
-                      ) -> str:
-    parts = []
-    settings = [[name, config.get(name)] for name in MODEL_SETTINGS if name in config]
-    parts.append("Model settings (from `config.json`):\n\n" + _table(["setting", "value"], settings))
-    if training_args:
-        rows = [[key, value] for key, value in training_args.items()
-                if not any(word in str(key).lower() for word in SECRET_WORDS)]
-        parts.append("Training arguments:\n\n" + _table(["argument", "value"], rows))
-    else:
-        parts.append("The training arguments were not recorded with this card.")
-    if files:
-        total = sum(files.values())
-        parts.append(f"Uploaded files: {len(files)}, {total / 2**20:.2f} MiB in total; the trainable weights are "
-                     "the adapter and head files.")
-    return "\n\n".join(parts)
-
-
-def _backbones_section(config: dict) -> str:
-    lines = [f"- CLIP (both towers, frozen): `{config.get('clip_name_or_path') or 'bundled'}`"]
+def _backbones(config: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The frozen backbones as the card lists them: a Hub id is linked, a local path is
+    named by its last component, a missing reference says where the weights are."""
+    backbones = [("CLIP (both towers, frozen)", config.get("clip_name_or_path"),
+                  f"bundled with this model (`{names['clip_base']}`)")]
     if config.get("fusion_layers", 1):
-        lines.append(f"- fusion layer initialisation (frozen ViT): `{config.get('fusion_name_or_path') or 'bundled'}`")
-    return "\n".join(lines)
+        backbones.append(("fusion layer initialisation (frozen ViT)", config.get("fusion_name_or_path"),
+                          f"no reference; its weights are stored in `{names['head']}`"))
+    return [{"role": role, "hub_id": name if _is_hub_id(name) else None, "name": public_name(name),
+             "fallback": fallback} for role, name, fallback in backbones]
 
 
-def _load_template() -> str:
-    return resources.files("par_prompt").joinpath(TEMPLATE).read_text(encoding="utf-8")
+def _training_args(training_args: Optional[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """The rows of the training-arguments table: credentials left out, local paths reduced."""
+    return [(str(key), _public_value(value)) for key, value in (training_args or {}).items()
+            if not any(word in str(key).lower() for word in SECRET_WORDS)]
+
+
+def _template_path():
+    """The packaged template as a file (``importlib.resources``: works from a wheel or a zip)."""
+    return resources.as_file(resources.files("par_prompt").joinpath(TEMPLATE))
 
 
 def render_model_card(
@@ -550,58 +581,79 @@ def render_model_card(
     repo_id: Optional[str] = None,
     tags: Optional[Sequence[str]] = None,
     files: Optional[Mapping[str, int]] = None,
+    bundled: Optional[bool] = None,
+    license: Optional[Mapping[str, str]] = None,
+    provenance: Optional[Mapping[str, Any]] = None,
 ) -> str:
     """The model card (``README.md`` text) of a PromptPAR model.
+
+    Rendered from the packaged Jinja template ``par_prompt/model_cards/promptpar.md`` with
+    ``huggingface_hub.ModelCard.from_template``, which also parses the result back (a card
+    with invalid metadata raises). Local paths never reach the card: backbones and data
+    sets are shown by Hub id or by the last component of their path, and so are paths
+    inside the training arguments.
 
     Args:
         config: its :class:`~par_prompt.PromptPARConfig` (or the dict of ``config.json``).
         metrics: the test metrics as fractions, i.e. ``ParMetrics.as_dict()``, plus
-            ``threshold`` (float or list) and optionally ``threshold_description`` and
-            ``split`` (default ``"test"``). They fill the results table and the
-            ``model-index`` (in percent). ``None``: the card says it is not evaluated.
+            ``threshold`` (float or list) and optionally ``threshold_description``,
+            ``split`` (default ``"test"``) and ``num_samples``. They fill the results table
+            and the ``model-index`` (in percent); a metric that is None (the split could
+            not score it) shows as n/a and is left out of the model-index. ``None``: the
+            card says it is not evaluated.
         training_args: the training run's arguments, shown as a table (keys naming a
-            token, password or secret are left out).
-        dataset_name: the data set (Hub id, name or local path; a path is shown by its
-            folder name). Default: ``config.dataset``.
+            token, password, secret or credential are left out).
+        dataset_name: the data set (Hub id, name or local path). Default: ``config.dataset``.
         repo_id: the Hub repository, used in the code samples and the model name.
         tags: extra tags, added to the standard ones.
         files: sizes in bytes of the uploaded files, for the size note.
+        bundled: whether the folder holds the CLIP weights (default: whether ``files``
+            names a bundled base).
+        license: the ``ModelCardData`` licence fields (``license``, ``license_name``,
+            ``license_link``); default :data:`PROJECT_LICENSE`.
+        provenance: for a model imported from elsewhere, the data of the template's
+            provenance section (see :func:`par_prompt.official.card.provenance`).
     """
-    config = _config_dict(config)
-    dataset_id = _dataset_id(dataset_name) or _dataset_id(config.get("dataset"))
-    model_name = (repo_id.split("/")[-1] if repo_id else None) or f"promptpar-{dataset_id or 'par'}"
-    card_data = _card_data(config, metrics, dataset_id, model_name, tags or ())
-    clip = config.get("clip_name_or_path") or "a bundled CLIP"
-    title = f"PromptPAR on {Path(clip).name if not _is_hub_id(clip) else clip}" + (
-        f" for {dataset_id}" if dataset_id else "")
-    summary = (
-        f"A [PromptPAR](https://github.com/Event-AHU/OpenPAR) pedestrian attribute recognition model: a frozen "
-        f"CLIP with trained region-aware visual prompts, text prompts and a multi-modal fusion head, predicting "
-        f"{len(config.get('attributes') or [])} attributes of a person in a pedestrian image"
-        + (f", trained on {dataset_id}." if dataset_id else ".")
-    )
-    thresholds = config.get("attribute_thresholds")
-    threshold_note = (
-        "The model config holds per-attribute thresholds (`config.attribute_thresholds`, calibrated on a "
-        "validation split); predict attribute i when `probs[i] > config.attribute_thresholds[i]`."
-        if thresholds else
-        f"Predict an attribute when its probability exceeds `config.threshold` ({config.get('threshold', 0.5)})."
-    )
+    from huggingface_hub import ModelCard
+
     from . import __version__
 
-    return Template(_load_template()).substitute(
-        card_data=card_data.to_yaml(),
-        title=title,
-        summary=summary,
-        backbones=_backbones_section(config),
-        repo_id=repo_id or "path/to/this/model",
-        threshold_note=threshold_note,
-        results=_results_section(metrics, dataset_id),
-        attributes=_attributes_section(config),
-        training=_training_section(config, training_args, files),
-        num_attributes=len(config.get("attributes") or []),
-        version=__version__,
-    )
+    config = _config_dict(config)
+    dataset_id = public_name(dataset_name) or public_name(config.get("dataset"))
+    model_name = (repo_id.split("/")[-1] if repo_id else None) or f"promptpar-{dataset_id or 'par'}"
+    card_data = _card_data(config, metrics, dataset_id, model_name, tags or (), license or PROJECT_LICENSE)
+    attributes = list(config.get("attributes") or [])
+    sentences = list(config.get("sentences") or [])
+    thresholds = config.get("attribute_thresholds")
+    if bundled is None:
+        bundled = any(name in (files or {}) for name in OPTIONAL_WEIGHT_FILES)
+    clip = public_name(config.get("clip_name_or_path")) or "a bundled CLIP"
+    names = _saved_file_names()
+    with _template_path() as template_path:
+        card = ModelCard.from_template(
+            card_data,
+            template_path=str(template_path),
+            title=f"PromptPAR on {clip}" + (f" for {dataset_id}" if dataset_id else ""),
+            dataset=dataset_id,
+            text_prompts=config.get("text_prompts", 0),
+            bundled=bundled,
+            backbones=_backbones(config, names),
+            names=names,
+            provenance=provenance,
+            repo_id=repo_id or "path/to/this/model",
+            threshold=config.get("threshold", 0.5),
+            attribute_thresholds=bool(thresholds),
+            results=_results(metrics, dataset_id),
+            attributes=[{"name": name, "sentence": sentences[i] if i < len(sentences) else "",
+                         "threshold": thresholds[i] if thresholds else None} for i, name in enumerate(attributes)],
+            settings=[(name, config[name]) for name in MODEL_SETTINGS if name in config],
+            training_args=_training_args(training_args),
+            files={"count": len(files), "mebibytes": sum(files.values()) / 2**20} if files else None,
+            version=__version__,
+            cell=_cell,
+        )
+    text = str(card)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def write_model_card(
@@ -616,15 +668,11 @@ def write_model_card(
     """Render the card of the saved model in ``folder`` and write it as ``folder/README.md``.
 
     See :func:`render_model_card` for the arguments; the config is read from
-    ``folder/config.json``. The card is parsed back with ``huggingface_hub.ModelCard``
-    before it is written (atomically), so a card with broken metadata is never left.
-    Returns the path of the card.
+    ``folder/config.json``. The card is rendered (and so parsed back) before it is written,
+    atomically, so a card with broken metadata is never left. Returns the path of the card.
     """
-    from huggingface_hub import ModelCard
-
     folder = check_model_folder(folder)
     sizes = {name: (folder / name).stat().st_size for name in model_files(folder) if name != CARD_FILE}
     text = render_model_card(_read_config(folder), metrics=metrics, training_args=training_args,
                              dataset_name=dataset_name, repo_id=repo_id, tags=tags, files=sizes)
-    ModelCard(text, ignore_metadata_errors=False)  # raises on invalid front matter
     return write_text_atomic(folder / CARD_FILE, text)

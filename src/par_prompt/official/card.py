@@ -1,4 +1,10 @@
-"""The model card of an imported official checkpoint: par-prompt's card plus provenance."""
+"""The model card of an imported official checkpoint: par-prompt's card with a provenance section.
+
+The card is rendered by :func:`par_prompt.hub.render_model_card` from the one packaged
+template; this module supplies what only an import knows: where the weights came from
+(:func:`provenance`), the paper's numbers for the data set, and the licence of the
+official checkpoints (:data:`OFFICIAL_LICENSE`).
+"""
 
 from __future__ import annotations
 
@@ -19,120 +25,58 @@ PAPER_RESULTS: dict[str, tuple] = {
 METRIC_NAMES = ("mA", "Acc", "Prec", "Rec", "F1")
 PAPER = ("Wang et al., *Pedestrian Attribute Recognition via CLIP based Prompt Vision-Language Fusion* "
          "(PromptPAR), ViT-L/14")
-HOW_TO_USE = "## How to use"
-
-
-def _row(values) -> str:
-    return "| " + " | ".join("–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
-                             for v in values) + " |"
-
-
-def _numbers(source: Mapping[str, Any]) -> str:
-    key = source.get("dataset")
-    lines = []
-    if key in PAPER_RESULTS:
-        title = OFFICIAL_TABLES[key].title
-        lines += [f"The paper reports for {title} ({PAPER}; test split, in percent):", "",
-                  "| data set | " + " | ".join(METRIC_NAMES) + " |", "|---" * 6 + "|",
-                  _row([title, *PAPER_RESULTS[key]]), "",
-                  "These are the paper's numbers, not numbers measured on this export; `par-prompt evaluate` "
-                  "measures them on your copy of the data."]
-    stored = source.get("stored_result") or {}
-    if stored:
-        if lines:
-            lines.append("")
-        lines += ["The checkpoint also stores the validation result the official training loop computed when "
-                  "it saved this epoch:", "", "| " + " | ".join(stored) + " |", "|---" * len(stored) + "|",
-                  _row([100 * float(v) for v in stored.values()])]
-    return "\n".join(lines) if lines else "No published numbers are known for this data set."
+#: The official checkpoints are linked from the README of Event-AHU/OpenPAR, whose repository is
+#: MIT-licensed; the weights carry no licence of their own, so the card says "other" and links it.
+OFFICIAL_LICENSE: Mapping[str, str] = {
+    "license": "other",
+    "license_name": "openpar",
+    "license_link": "https://github.com/Event-AHU/OpenPAR/blob/main/LICENSE",
+}
+TAGS = ("official-checkpoint",)
 
 
 def _is_identity(order) -> bool:
     return order is None or list(order) == list(range(len(order)))
 
 
-def provenance_section(config: Any, bundled: bool) -> str:
-    """The card section that says where the weights came from and what the import changed."""
+def provenance(config: Any) -> dict[str, Any]:
+    """The data of the card's provenance section, from ``config.imported_from``: the
+    file, its SHA-256, data set, epoch, what the import dropped and why, and the paper's
+    numbers for the data set."""
+    from ..hub import public_name
+
     config = config if isinstance(config, Mapping) else config.to_dict()
     source = config.get("imported_from") or {}
     key = source.get("dataset")
     table = OFFICIAL_TABLES.get(key)
-    rows = [("file", f"`{source.get('file')}`"), ("SHA-256", f"`{source.get('sha256')}`"),
-            ("data set", table.title if table else (config.get("dataset") or "not given")),
-            ("epoch", source.get("epoch") if source.get("epoch") is not None else "not recorded"),
-            ("CLIP weights stored under", f"`{source.get('clip_weights_key')}`"),
-            ("output order", "the official head order" if _is_identity(source.get("head_order")) else
-             "reordered at import to match a converted data set (official head of each output: "
-             "`imported_from.head_order` in `config.json`)")]
-    sentences = (f"the `attr_words` of the official `dataset/preprocess/{table.script}`, in its order"
-                 if source.get("attributes_from", "").startswith("official") and table else
-                 "given by the user at import (`--attributes`)")
-    dropped = source.get("dropped_tensors") or {}
-    dropped_text = ", ".join(f"`{name}` {tuple(shape)}" for name, shape in dropped.items()) or "none"
-    fusion = config.get("fusion_layers", 1)
-    size = (config.get("clip_config") or {}).get("vision_config", {}).get("image_size", 224)
-    base = (f"The CLIP weights of the checkpoint are bundled (`clip_base.safetensors`): the folder loads with no "
-            "download." if bundled else
-            f"The CLIP weights are loaded from `{config.get('clip_name_or_path')}`, the weights the official code "
-            "starts from and keeps frozen; import with `--bundle-base` to keep the checkpoint's own copy in the "
-            "folder instead.")
-    aggregator = (
-        "The global-local aggregator (temperature and BatchNorm) comes from the checkpoint. Its scores "
-        "(`gl_logits`) are a training signal only and never enter predictions; par-prompt computes them as "
-        "its method notes describe (docs/method.md §5), which differs from the official code (that reads its "
-        "global row from the first global prompt token and uses one sample's local scores for the whole batch)."
-        if source.get("aggregator_from_checkpoint") else
-        "The checkpoint has no global-local aggregator (trained without `--use_GL`); the model's aggregator is "
-        "freshly initialised. It never enters predictions."
-    )
-    return "\n".join([
-        "## Imported from an official PromptPAR checkpoint",
-        "",
-        "These weights were trained by the official PromptPAR code (https://github.com/Event-AHU/OpenPAR, folder "
-        "`PromptPAR/`) and converted tensor by tensor with `par-prompt import-official`.",
-        "",
-        "| | |", "|---|---|", *[f"| {name} | {value} |" for name, value in rows],
-        "",
-        f"Attribute sentences: {sentences}. {base}",
-        "",
-        _numbers(source),
-        "",
-        "### The official prediction pipeline, recorded in this model",
-        "",
-        f"- Images are resized to {size}×{size} without padding (bilinear, aspect ratio not kept) and normalised "
-        "with mean = std = 0.5: `do_pad`, `resample`, `image_mean` and `image_std` in `preprocessor_config.json`.",
-        "- The visual tokens skip CLIP's post-LayerNorm before the visual projection: "
-        "`config.visual_post_layernorm = false`.",
-        f"- Fusion: {fusion} timm ViT-B/16 block(s) (LayerNorm eps 1e-6) and the final norm, with the "
-        "checkpoint's weights; then one linear map per attribute and a BatchNorm over the attributes.",
-        f"- An attribute is predicted when its probability exceeds {config.get('threshold')}, the threshold of the "
-        "official scripts: `config.threshold`.",
-        "",
-        "With these settings the model computes the official code's probabilities (up to floating-point rounding; "
-        "the official code runs CLIP in float16 on a GPU).",
-        "",
-        "### Not carried over, and why",
-        "",
-        f"- The text prompts ({dropped_text}). The official code appends them after CLIP's 77 causal text "
-        "positions, where no sentence token can attend to them, so they never change a prediction; the model has "
-        "no text prompts (`config.text_prompts = 0`).",
-        "- The optimizer state and the stored validation result: training bookkeeping, not part of the model.",
-        "- The positive ratio of each attribute in the training data (used by the loss) is not in the checkpoint: "
-        "fine-tuning sets it from the training split.",
-        "",
-        "### Notes",
-        "",
-        f"- {aggregator}",
-        "- Two settings of the official code are not recorded in its files and are taken from its published "
-        "training command: the region attention mask (`--use_vismask`) and 2 overlapping rows between regions.",
-    ])
+    paper = None
+    if key in PAPER_RESULTS:
+        paper = {"dataset": table.title, "source": PAPER, "metrics": list(METRIC_NAMES),
+                 "numbers": list(PAPER_RESULTS[key])}
+    stored = source.get("stored_result") or {}
+    official_sentences = str(source.get("attributes_from") or "").startswith("official") and table is not None
+    return {
+        "file": public_name(source.get("file")) or "not recorded",
+        "sha256": source.get("sha256"),
+        "dataset": table.title if table else (public_name(config.get("dataset")) or "not given"),
+        "epoch": source.get("epoch"),
+        "clip_weights_key": source.get("clip_weights_key"),
+        "reordered": not _is_identity(source.get("head_order")),
+        "sentences_script": table.script if official_sentences else None,
+        "clip": public_name(config.get("clip_name_or_path")),
+        "paper": paper,
+        "stored_result": {str(name): 100 * float(value) for name, value in stored.items()},
+        "image_size": (config.get("clip_config") or {}).get("vision_config", {}).get("image_size", 224),
+        "fusion_layers": config.get("fusion_layers", 1),
+        "dropped": [(name, tuple(shape)) for name, shape in (source.get("dropped_tensors") or {}).items()],
+        "aggregator_from_checkpoint": bool(source.get("aggregator_from_checkpoint")),
+    }
 
 
 def render_official_card(config: Any, bundled: bool = False) -> str:
-    """par-prompt's model card for ``config`` with :func:`provenance_section` before "How to use"."""
+    """The model card of an imported official checkpoint: :func:`par_prompt.hub.render_model_card`
+    with the provenance section and :data:`OFFICIAL_LICENSE`."""
     from ..hub import render_model_card
 
-    card = render_model_card(config, tags=["official-checkpoint"])
-    section = provenance_section(config, bundled) + "\n\n"
-    head, found, tail = card.partition(HOW_TO_USE)
-    return head + section + found + tail if found else card.rstrip("\n") + "\n\n" + section
+    return render_model_card(config, tags=TAGS, bundled=bundled, license=OFFICIAL_LICENSE,
+                             provenance=provenance(config))
