@@ -33,7 +33,7 @@ from string import Template
 from typing import Any, Optional, Union
 
 from .fileio import write_text_atomic
-from .modeling.saved_files import (
+from .saved_files import (
     ADAPTER_DIR,
     FOLDER_FILES,
     OPTIONAL_WEIGHT_FILES,

@@ -1,4 +1,4 @@
-"""The files of a saved PromptPAR model folder, by name.
+"""The files of a saved PromptPAR model folder, by name (a leaf module: it imports nothing).
 
 Every module that writes, reads, uploads or lists a model folder takes the names from
 here (serialization, the processor, the Hub upload), so they cannot drift apart::
