@@ -170,6 +170,9 @@ def _check_device_available(device: torch.device, what: str) -> None:
                              f"cuda:{count - 1}.")
     elif device.type == "meta":
         raise ValueError(f"{what}='meta' holds no weights; load onto a real device ('cpu', 'cuda').")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{what}={str(device)!r}: Apple's MPS is not available here; use 'cpu'.")
     elif device.type != "cpu":
         backend = getattr(torch, device.type, None)
         available = getattr(backend, "is_available", None)
@@ -178,8 +181,9 @@ def _check_device_available(device: torch.device, what: str) -> None:
 
 
 #: Arguments AutoModel and pipeline() pass along that change nothing for PromptPAR: its
-#: code is in the package (no remote code), it reads safetensors only, never a pickle.
-_MEANINGLESS = {"trust_remote_code": None, "code_revision": None, "low_cpu_mem_usage": None}
+#: code is in the package (no remote code), it reads safetensors only, never a pickle
+#: (so weights_only holds whatever it says), and it allocates each weight once.
+_MEANINGLESS = ("trust_remote_code", "code_revision", "low_cpu_mem_usage", "weights_only")
 
 
 def pop_loading_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +204,7 @@ def pop_loading_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("A PromptPAR model folder holds its adapter in clip_adapter/, not a PEFT adapter over a base "
                          "model; load it by its own folder.")
     for key in ("state_dict", "adapter_name", "quantization_config", "gguf_file", "tp_plan",
-                "key_mapping", "variant", "weights_only", "offload_folder", "offload_state_dict", "max_memory"):
+                "key_mapping", "variant", "offload_folder", "offload_state_dict", "max_memory"):
         if kwargs.get(key) not in (None, False, {}):
             raise ValueError(f"PromptPARModel.from_pretrained cannot honour {key}={_short(kwargs[key])}; "
                              "load the model without it.")
