@@ -85,7 +85,12 @@ def worker(args: argparse.Namespace) -> None:
                              fusion_config=fusion_config, prompts_per_group=2 if args.smoke else 10)
     torch.manual_seed(0)
     model = PromptPARModel(config)
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    if hasattr(model, "attach_tokenizer"):  # the base tree: the model tokenized its sentences itself
+        model.attach_tokenizer(tiny_clip_tokenizer())
+    else:
+        from par_prompt.modeling import sentence_token_ids
+
+        model.set_sentence_token_ids(sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences))
     model.set_positive_ratios(torch.full((config.num_attributes,), 0.3))
     if args.checkpointing:
         model.gradient_checkpointing_enable()

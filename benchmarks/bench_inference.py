@@ -7,7 +7,7 @@ ViT-B/16) and batch size, three calls are timed in interleaved rounds:
 * ``predict_tensors``: :func:`par_prompt.inference.predict.predict_probabilities` on the
   same preprocessed tensors (vision tower with prompts, fusion layer, heads; the text
   features are cached, as in ``predict``);
-* ``predict_images``: ``model.predict(images)`` on PIL images (256×128), i.e. with
+* ``predict_images``: ``PromptPARPredictor(model, processor).predict(images)`` on PIL images (256×128), i.e. with
   decoding, padding, resizing and normalisation on the CPU.
 
 The ratio of each round's ``predict_tensors`` time to its ``bare`` time is taken, and
@@ -75,7 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_models(name: str, device, dtype):
     """A full-size random PromptPAR model (PA100K's 26 attributes) and the bare CLIP
-    vision tower of the same config, both in eval mode on ``device``."""
+    vision tower of the same config, both in eval mode on ``device``, and the model's
+    processor (the tiny tokenizer, an image processor at the CLIP's size)."""
     import torch
     from transformers import CLIPVisionModel
 
@@ -83,6 +84,7 @@ def build_models(name: str, device, dtype):
         PromptPARConfig,
         PromptPARImageProcessor,
         PromptPARModel,
+        PromptPARProcessor,
         testing,
     )
 
@@ -93,9 +95,10 @@ def build_models(name: str, device, dtype):
     with torch.device(device):
         model = PromptPARModel(config)
         bare = CLIPVisionModel(clip_config.vision_config)
-    model.attach_tokenizer(testing.tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
-    model.attach_image_processor(PromptPARImageProcessor(size=clip_config.vision_config.image_size))
-    return model.to(dtype).eval(), bare.to(dtype).eval()
+    processor = PromptPARProcessor(image_processor=PromptPARImageProcessor(size=clip_config.vision_config.image_size),
+                                   tokenizer=testing.tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
+    model.set_sentence_token_ids(processor.sentence_token_ids(model.config.sentences))
+    return model.to(dtype).eval(), bare.to(dtype).eval(), processor
 
 
 def set_attention(model, bare, implementation: str) -> None:
@@ -149,14 +152,15 @@ def summarise(times: dict[str, list[float]], cpu_times: dict[str, list[float]], 
     return out
 
 
-def measure(model, bare, batch: int, args, device, dtype, sync, with_images: bool) -> dict:
+def measure(model, bare, batch: int, args, device, dtype, sync, with_images: bool, processor=None) -> dict:
     import numpy as np
     import torch
     from PIL import Image
 
+    from par_prompt import PromptPARPredictor
     from par_prompt.inference.predict import predict_probabilities
 
-    size = model.image_processor.size
+    size = model.config.get_clip_config().vision_config.image_size
     generator = torch.Generator().manual_seed(batch)
     pixels = torch.randn(batch, 3, size, size, generator=generator).to(device=device, dtype=dtype)
     rng = np.random.default_rng(batch)
@@ -168,8 +172,9 @@ def measure(model, bare, batch: int, args, device, dtype, sync, with_images: boo
 
     calls = {"bare": run_bare, "predict_tensors": lambda: predict_probabilities(model, pixels, batch_size=batch)}
     if with_images:
-        calls["predict_images"] = lambda: model.predict(images, batch_size=batch)
-        calls["preprocess_only"] = lambda: model.image_processor(images, return_tensors="pt")
+        predictor = PromptPARPredictor(model, processor)
+        calls["predict_images"] = lambda: predictor.predict(images, batch_size=batch)
+        calls["preprocess_only"] = lambda: predictor.image_processor(images, return_tensors="pt")
     return summarise(*interleaved(calls, args.repeats, args.warmup, sync), batch)
 
 
@@ -212,7 +217,7 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         target, floor = MODELS[name][1], MODELS[name][2]
         start = time.perf_counter()
-        model, bare = build_models(name, device, dtype)
+        model, bare, processor = build_models(name, device, dtype)
         with torch.no_grad():
             model.text_features()  # computed once and cached, as predict does on its first batch
         entry = {"target_ratio": target, "naive_floor_ratio": floor,
@@ -222,7 +227,7 @@ def main(argv=None) -> int:
         print(f"\n== {name}: built in {time.perf_counter() - start:.0f} s; tokens {entry['sequence']['bare']} -> "
               f"{entry['sequence']['prompted']}; target <= {target}x (naive floor {floor}x)")
         for batch in batches:
-            row = {"sdpa": measure(model, bare, batch, args, device, dtype, sync, not args.no_images)}
+            row = {"sdpa": measure(model, bare, batch, args, device, dtype, sync, not args.no_images, processor)}
             ratio = row["sdpa"]["ratio"]["predict_tensors"]
             cpu_ratio = row["sdpa"]["cpu_ratio"]["predict_tensors"]
             # On a CPU the CPU-time ratio decides (other jobs' load moves the wall time); on a GPU the wall time.

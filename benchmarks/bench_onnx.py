@@ -59,23 +59,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_model(name: str):
-    """A full-size random PromptPAR model in eval mode, tokenizer and image processor attached."""
-    import torch
-
-    from par_prompt import PromptPARConfig, PromptPARImageProcessor, PromptPARModel, testing
+def _clip_config(name: str):
+    from par_prompt import testing
 
     if SIZES[name] is None:
-        clip_config, fusion_config = testing.tiny_clip_config(), testing.tiny_vit_config()
-    else:
-        clip_config = testing.clip_config_from_sizes(getattr(testing, SIZES[name]))
-        fusion_config = testing.vit_config_from_sizes(testing.VIT_B16_SIZES)
+        return testing.tiny_clip_config()
+    return testing.clip_config_from_sizes(getattr(testing, SIZES[name]))
+
+
+def build_processor(name: str):
+    """The processor of :func:`build_model`'s model: the tiny tokenizer (its ids fit any
+    CLIP vocabulary) and an image processor at the CLIP's image size."""
+    from par_prompt import PromptPARImageProcessor, PromptPARProcessor, testing
+
+    size = _clip_config(name).vision_config.image_size
+    return PromptPARProcessor(image_processor=PromptPARImageProcessor(size=size),
+                              tokenizer=testing.tiny_clip_tokenizer())
+
+
+def build_model(name: str):
+    """A full-size random PromptPAR model in eval mode, its sentences tokenized by
+    :func:`build_processor`'s tokenizer."""
+    import torch
+
+    from par_prompt import PromptPARConfig, PromptPARModel, testing
+
+    clip_config = _clip_config(name)
+    fusion_config = testing.tiny_vit_config() if SIZES[name] is None else testing.vit_config_from_sizes(
+        testing.VIT_B16_SIZES)
     config = PromptPARConfig(attributes=PA100K, dataset="pa100k", clip_config=clip_config,
                              fusion_config=fusion_config)
     torch.manual_seed(0)
     model = PromptPARModel(config)
-    model.attach_tokenizer(testing.tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
-    model.attach_image_processor(PromptPARImageProcessor(size=clip_config.vision_config.image_size))
+    model.set_sentence_token_ids(build_processor(name).sentence_token_ids(model.config.sentences))
     with torch.no_grad():  # spread the heads, so that the probabilities are not all 0.5
         generator = torch.Generator().manual_seed(1)
         model.heads.weight.copy_(torch.randn(model.heads.weight.shape, generator=generator) * 0.05)
@@ -100,7 +116,7 @@ def max_difference(model, predictor, batch: int, seed: int) -> float:
 
     from par_prompt.inference.predict import predict_probabilities
 
-    size = model.image_processor.size
+    size = predictor.image_processor.size
     pixels = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     reference = predict_probabilities(model, pixels, batch_size=batch)
     _, probabilities = predictor.run(pixels)
@@ -126,7 +142,7 @@ def main(argv=None) -> int:
     print(f"machine: {machine}")
     results: dict = {"machine": machine, "model": args.model, "batches": {}}
     start = time.perf_counter()
-    model = build_model(args.model)
+    model, processor = build_model(args.model), build_processor(args.model)
     print(f"built the {args.model} model in {time.perf_counter() - start:.0f} s")
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_onnx."))
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,7 +150,8 @@ def main(argv=None) -> int:
         predictors = {}
         for opset in opsets:
             start = time.perf_counter()
-            exported = export_onnx(model, folder / f"promptpar_{args.model}_opset{opset}.onnx", opset=opset)
+            exported = export_onnx(model, folder / f"promptpar_{args.model}_opset{opset}.onnx", processor=processor,
+                                   opset=opset)
             results.setdefault("export", {})[str(opset)] = {
                 "seconds": time.perf_counter() - start, "mib": exported.num_bytes / 2**20,
                 "check_difference": exported.max_difference}
@@ -143,7 +160,7 @@ def main(argv=None) -> int:
             predictors[f"onnxruntime_opset{opset}"] = ONNXPromptPARPredictor.from_file(exported.path,
                                                                                       threads=args.threads)
         for batch in batches:
-            size = model.image_processor.size
+            size = processor.image_processor.size
             pixels = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(100 + batch))
             calls = {"pytorch": lambda: predict_probabilities(model, pixels, batch_size=batch)}
             for name, predictor in predictors.items():
@@ -164,7 +181,8 @@ def main(argv=None) -> int:
         del predictors
         if args.fp16:
             start = time.perf_counter()
-            half = export_onnx(model, folder / f"promptpar_{args.model}_fp16.onnx", opset=opsets[0], fp16=True)
+            half = export_onnx(model, folder / f"promptpar_{args.model}_fp16.onnx", processor=processor,
+                               opset=opsets[0], fp16=True)
             predictor = ONNXPromptPARPredictor.from_file(half.path)
             row = {"seconds": time.perf_counter() - start, "mib": half.num_bytes / 2**20,
                    "max_difference": {str(b): max_difference(model, predictor, b, seed=b) for b in batches}}

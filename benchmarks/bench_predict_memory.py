@@ -34,22 +34,23 @@ def measure(mode: str, folder: str, batch: int) -> dict:
 
     import torch
 
-    from par_prompt import PromptPARModel
+    from par_prompt import PromptPARModel, PromptPARProcessor
     from par_prompt.inference.predict import iter_predictions, load_image, predict_probabilities
     from par_prompt.testing import write_tiny_backbones
 
     backbones = write_tiny_backbones(Path(folder) / "backbones", image_size=32, patch_size=4)
     model = PromptPARModel.from_backbones(backbones.clip, ["a", "b"], fusion_name_or_path=backbones.vit,
                                           prompts_per_group=2).eval()
+    processor = PromptPARProcessor.from_pretrained(backbones.clip).image_processor
     paths = sorted(str(p) for p in Path(folder).glob("*.png"))
     before = _rss_mb()
     if mode == MODES[0]:  # the former _predict_chunk: every image of the batch decoded first
-        images = [load_image(p, i, size_hint=model.image_processor.size) for i, p in enumerate(paths)]
-        pixels = model.image_processor(images, return_tensors="pt")["pixel_values"]
+        images = [load_image(p, i, size_hint=processor.size) for i, p in enumerate(paths)]
+        pixels = processor(images, return_tensors="pt")["pixel_values"]
         probabilities = predict_probabilities(model, pixels, batch)
     else:
         probabilities = torch.tensor([list(r.probabilities.values())
-                                      for r in iter_predictions(model, paths, batch_size=batch)])
+                                      for r in iter_predictions(model, paths, batch_size=batch, processor=processor)])
     assert probabilities.shape == (len(paths), 2)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     return {"mode": mode, "before_mb": before, "peak_mb": peak, "increase_mb": peak - before}

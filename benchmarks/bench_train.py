@@ -94,6 +94,7 @@ class PeakMemory:
 def build(name: str):
     """(model, batch size) of a benchmark configuration, random weights."""
     from par_prompt import PromptPARConfig, PromptPARModel
+    from par_prompt.modeling import sentence_token_ids
     from par_prompt.testing import tiny_clip_tokenizer
 
     if name == "tiny":
@@ -124,7 +125,7 @@ def build(name: str):
         raise ValueError(f"unknown model {name!r}: tiny or vitb16")
     torch.manual_seed(0)
     model = PromptPARModel(config)
-    model.attach_tokenizer(tokenizer)
+    model.set_sentence_token_ids(sentence_token_ids(tokenizer, model.config.sentences))
     model.set_positive_ratios(torch.full((config.num_attributes,), 0.3))
     return model, batch
 

@@ -48,6 +48,7 @@ PA100K_ATTRIBUTES = [
 def build_model(smoke: bool, device: torch.device):
     """PromptPARModel with random weights: ViT-L/14 + ViT-B/16 fusion (paper), or tiny sizes."""
     from par_prompt import PromptPARConfig, PromptPARModel
+    from par_prompt.modeling import sentence_token_ids
     from par_prompt.testing import (
         CLIP_VIT_L14_SIZES,
         VIT_B16_SIZES,
@@ -71,7 +72,7 @@ def build_model(smoke: bool, device: torch.device):
         model = PromptPARModel(config)
     # The tiny BPE tokenizer covers the sentence words; its ids (< 1,100) fit any CLIP vocabulary,
     # and its sentence lengths (which set the text tower's cost) are close to CLIP's own.
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    model.set_sentence_token_ids(sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences))
     model.set_positive_ratios(torch.full((len(PA100K_ATTRIBUTES),), 0.3))
     return model.to(device)
 

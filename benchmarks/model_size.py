@@ -18,6 +18,7 @@ import tempfile
 import torch
 
 from par_prompt import PromptPARConfig, PromptPARModel
+from par_prompt.modeling import sentence_token_ids
 from par_prompt.testing import (
     CLIP_VIT_B16_SIZES,
     CLIP_VIT_L14_SIZES,
@@ -64,7 +65,7 @@ def main() -> None:
         print(f"  planned weight files: {model.saved_weight_bytes() / 1e6:.2f} MB")
     if args.save:
         model = build(CLIP_VIT_L14_SIZES, "openai/clip-vit-large-patch14", "cpu")
-        model.attach_tokenizer(tiny_clip_tokenizer())
+        model.set_sentence_token_ids(sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences))
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             sizes = {os.path.relpath(os.path.join(root, f), tmp): os.path.getsize(os.path.join(root, f))

@@ -30,9 +30,9 @@ from .evaluation.builders import tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ["hat", "backpack", "skirt"]
-SAVED_FILES = [
+SAVED_FILES = [  # the model's own; the processor's (tokenizer, processor_config.json) are its save's
     "clip_adapter/adapter_config.json", "clip_adapter/adapter_model.safetensors", "config.json",
-    "preprocessor_config.json", "promptpar_head.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "promptpar_head.safetensors",
 ]
 CLIP_ID = "openai/clip-vit-base-patch16"
 

@@ -1,15 +1,17 @@
 """par-prompt: PromptPAR pedestrian attribute recognition as a PEFT adapter.
 
 Importing the package registers the region prompt method with PEFT (type
-``REGION_PROMPT``) and PromptPAR with the transformers Auto classes. Importing it again
+``REGION_PROMPT``) and PromptPAR with the transformers Auto classes (AutoConfig,
+AutoModel, AutoModelForImageClassification, AutoImageProcessor, AutoProcessor). Importing it again
 is harmless. The data tools (``par_prompt.data``) load on first use.
 """
 
 from .image_processing import PromptPARImageProcessor
 from .inference.pipeline import register_pipeline
+from .inference.predictor import PromptPARPredictor
 from .losses import compute_positive_ratios, weighted_bce_with_logits
 from .metrics import ParMetricAccumulator, ParMetrics, calibrate_thresholds, compute_par_metrics
-from .modeling import PromptPARConfig, PromptPARModel, PromptPAROutput
+from .modeling import PromptPARConfig, PromptPARModel, PromptPAROutput, PromptPARProcessor
 from .modeling.auto import register_auto_classes
 from .sentences import expand_attributes, resolve_sentences
 from .tuner import RegionLayout, RegionPromptConfig, RegionPromptModel, region_layout
@@ -28,6 +30,8 @@ __all__ = [
     "PromptPARImageProcessor",
     "PromptPARModel",
     "PromptPAROutput",
+    "PromptPARPredictor",
+    "PromptPARProcessor",
     "RegionLayout",
     "RegionPromptConfig",
     "RegionPromptModel",

@@ -34,6 +34,13 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .fileio import write_text_atomic
+from .saved_files import (
+    ADAPTER_DIR,
+    FOLDER_FILES,
+    OPTIONAL_WEIGHT_FILES,
+    REQUIRED_FILES,
+    WEIGHT_FILES,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +63,6 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 
 MODEL_TYPE = "prompt_par"
-ADAPTER_DIR = "clip_adapter"
-#: Files every saved PromptPAR model has.
-REQUIRED_FILES = ("config.json", f"{ADAPTER_DIR}/adapter_model.safetensors", "promptpar_head.safetensors")
-#: Weight files a saved model may hold (``clip_base.safetensors`` only when the base is bundled).
-WEIGHT_FILES = ("promptpar_head.safetensors", "clip_base.safetensors")
-#: Weight files whose presence changes how the model loads; removed from the repo when this upload lacks them.
-OPTIONAL_WEIGHT_FILES = ("clip_base.safetensors",)
 #: Files of Trainer-style checkpoints that are never part of a model.
 TRAINING_STATE_FILES = ("trainer_state.json",)
 CARD_FILE = "README.md"
@@ -153,9 +153,7 @@ def _is_model_file(relative: Path) -> bool:
         return False
     if relative.suffix == ".safetensors":
         return name in WEIGHT_FILES
-    from .modeling.serialization import MODEL_FILES  # save_pretrained leaves other files in the folder
-
-    return name in MODEL_FILES or name == CARD_FILE
+    return name in FOLDER_FILES or name == CARD_FILE  # save_pretrained leaves other files in the folder
 
 
 def model_files(folder: PathLike) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from par_prompt import PromptPARModel
+from par_prompt import PromptPARModel, PromptPARProcessor
 from par_prompt.data import load, make_synthetic, save
 from par_prompt.testing import write_tiny_backbones
 
@@ -27,6 +27,11 @@ def tiny_model(directory: Path, attributes, sentences=None, seed: int = 0) -> Pr
     return model.eval()
 
 
+def tiny_processor(directory: Path) -> PromptPARProcessor:
+    """The processor of :func:`tiny_model`'s model (its tiny CLIP's)."""
+    return PromptPARProcessor.from_pretrained(directory / "backbones" / "clip")
+
+
 def synthetic_data(directory: Path):
     """``make_synthetic(16, 8, 8, image_size=(64, 32))`` saved to ``directory``; returns the ParData."""
     data = load(make_synthetic(16, 8, 8, image_size=(64, 32)))
@@ -34,12 +39,12 @@ def synthetic_data(directory: Path):
     return data
 
 
-def direct_probabilities(model: PromptPARModel, split) -> tuple[np.ndarray, np.ndarray]:
-    """sigmoid(logits) of every image of ``split`` through ``model.image_processor``, one forward per image."""
+def direct_probabilities(model: PromptPARModel, split, processor) -> tuple[np.ndarray, np.ndarray]:
+    """sigmoid(logits) of every image of ``split`` through ``processor``, one forward per image."""
     probs = []
     with torch.inference_mode():
         for example in split:
-            pixels = model.image_processor(example["image"])["pixel_values"]
+            pixels = processor(images=example["image"])["pixel_values"]
             probs.append(torch.sigmoid(model(pixel_values=pixels).logits)[0].numpy())
     labels = np.asarray([example["labels"] for example in split], dtype=np.int8)
     return np.stack(probs), labels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .builders import synthetic_data, tiny_model
+from .builders import synthetic_data, tiny_model, tiny_processor
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,12 @@ def model(workdir, data):
 
 
 @pytest.fixture(scope="session")
-def model_dir(workdir, model):
+def processor(workdir, model):
+    return tiny_processor(workdir)
+
+
+@pytest.fixture(scope="session")
+def model_dir(workdir, model, processor):
     model.save_pretrained(workdir / "model")
+    processor.save_pretrained(workdir / "model")
     return workdir / "model"

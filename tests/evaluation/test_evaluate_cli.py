@@ -31,9 +31,9 @@ def evaluate(*argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def direct(model, data):
+def direct(model, processor, data):
     """Probabilities computed with the model's forward on the images, per split."""
-    return {split: direct_probabilities(model, data.splits[split]) for split in ("validation", "test")}
+    return {split: direct_probabilities(model, data.splits[split], processor) for split in ("validation", "test")}
 
 
 def _paper_numbers(metrics):
@@ -303,9 +303,11 @@ def test_processor_sized_for_another_model_is_refused(model_dir, data_dir, tmp_p
 
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
-    path = copy / "preprocessor_config.json"
-    size = json.loads(path.read_text())["size"]
-    path.write_text(json.dumps({**json.loads(path.read_text()), "size": 2 * size}))
+    path = copy / "processor_config.json"
+    processor = json.loads(path.read_text())
+    size = processor["image_processor"]["size"]
+    processor["image_processor"]["size"] = 2 * size
+    path.write_text(json.dumps(processor))
     assert evaluate("--model", copy, "--dataset", data_dir) == 2
     message = _error(capsys)
     assert str(2 * size) in message and str(size) in message

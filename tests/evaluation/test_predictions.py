@@ -20,9 +20,9 @@ def _loader(data, split="test", batch_size=3):
     return DataLoader(data.with_image_transforms(transform, train_split=None)[split], batch_size=batch_size)
 
 
-def test_matches_direct_forward_in_dataset_order(model, data):
-    probs, labels = predict_split(model, data, "test", batch_size=3)
-    expected_probs, expected_labels = direct_probabilities(model, data.splits["test"])
+def test_matches_direct_forward_in_dataset_order(model, processor, data):
+    probs, labels = predict_split(model, data, "test", batch_size=3, processor=processor)
+    expected_probs, expected_labels = direct_probabilities(model, data.splits["test"], processor)
     assert probs.dtype == np.float32 and labels.dtype == np.int8
     assert probs.shape == labels.shape == (8, len(data.attributes))
     np.testing.assert_array_equal(labels, expected_labels)

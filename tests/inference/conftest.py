@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from par_prompt import PromptPARModel
+from par_prompt import PromptPARModel, PromptPARPredictor, PromptPARProcessor
 from par_prompt.testing import write_tiny_backbones
 
 ATTRIBUTES = ["Female", "Hat", "Glasses", "HandBag", "LongCoat", "Trousers"]
@@ -38,18 +38,35 @@ def backbones(tmp_path_factory):
     return write_tiny_backbones(tmp_path_factory.mktemp("backbones"), image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
 
 
+def save_tiny_model(model: PromptPARModel, directory: Path, backbones) -> Path:
+    """Save ``model`` with its processor (its CLIP base's), as a training run exports it."""
+    model.save_pretrained(directory)
+    PromptPARProcessor.from_pretrained(backbones.clip).save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, backbones) -> Path:
-    """A saved tiny model that names its bases by local path."""
-    directory = tmp_path_factory.mktemp("model") / "promptpar"
-    build_tiny_model(backbones).save_pretrained(directory)
-    return directory
+    """A saved tiny model (with its processor) that names its bases by local path."""
+    return save_tiny_model(build_tiny_model(backbones), tmp_path_factory.mktemp("model") / "promptpar", backbones)
 
 
 @pytest.fixture(scope="session")
 def model(model_dir) -> PromptPARModel:
     """The saved tiny model, loaded. Tests must leave it as they found it."""
     return PromptPARModel.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
+def processor(model_dir) -> PromptPARProcessor:
+    """The saved tiny model's processor. Tests must leave it as they found it."""
+    return PromptPARProcessor.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
+def predictor(model, processor) -> PromptPARPredictor:
+    """The loaded model with its processor."""
+    return PromptPARPredictor(model, processor)
 
 
 def random_image(height: int = 64, width: int = 32, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -119,7 +136,7 @@ def hub_cache(tmp_path, backbones, model_dir) -> Path:
     adapter = tmp_path / "adapter"
     model = PromptPARModel.from_pretrained(model_dir)
     model.config.clip_name_or_path, model.config.fusion_name_or_path = HUB_CLIP, HUB_VIT
-    model.save_pretrained(adapter)
+    save_tiny_model(model, adapter, backbones)
     add_to_hub_cache(cache, HUB_MODEL, adapter)
     add_to_hub_cache(cache, HUB_CLIP, Path(backbones.clip))
     add_to_hub_cache(cache, HUB_VIT, Path(backbones.vit))

@@ -28,23 +28,23 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_predict_table(capsys, model, model_dir, image_files, no_progress_bars):
+def test_predict_table(capsys, model, model_dir, image_files, no_progress_bars, predictor):
     code, out, err = run(capsys, "predict", "--model", model_dir, image_files["rgb"], image_files["grey"])
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].startswith("image") and len(lines) == 3
-    (expected,) = model.predict(image_files["rgb"])
+    (expected,) = predictor.predict(image_files["rgb"])
     assert lines[1].startswith(str(image_files["rgb"]))
     for name in ATTRIBUTES:
         assert (f"{name} (" in lines[1]) == (name in expected.attributes)
 
 
-def test_predict_json_matches_the_api(capsys, model, model_dir, image_files):
+def test_predict_json_matches_the_api(capsys, model, model_dir, image_files, predictor):
     code, out, _ = run(capsys, "predict", "--model", model_dir, image_files["jpeg"], "--format", "json",
                        "--threshold", "0.3", "--batch-size", "1")
     assert code == 0
     (record,) = json.loads(out)
-    (expected,) = model.predict(image_files["jpeg"], threshold=0.3)
+    (expected,) = predictor.predict(image_files["jpeg"], threshold=0.3)
     assert record["attributes"] == expected.attributes and record["threshold"] == 0.3
     assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
@@ -125,7 +125,7 @@ def inputs(tmp_path, image_files):
     return folder, listing
 
 
-def test_folder_list_and_jsonl_output_with_top_k(capsys, model, model_dir, inputs, tmp_path, image_files):
+def test_folder_list_and_jsonl_output_with_top_k(capsys, model, model_dir, inputs, tmp_path, image_files, predictor):
     folder, listing = inputs
     out = tmp_path / "predictions.jsonl"
     code, printed, _ = run(capsys, "predict", "--model", model_dir, folder, f"@{listing}", "--output", out,
@@ -135,7 +135,7 @@ def test_folder_list_and_jsonl_output_with_top_k(capsys, model, model_dir, input
     expected_sources = [str(folder / "a.jpg"), str(folder / "b.png"), os.path.join(listing.parent, "../folder/a.jpg"),
                         str(image_files["grey"])]
     assert [r["source"] for r in records] == expected_sources and [r["index"] for r in records] == [0, 1, 2, 3]
-    reference = model.predict([folder / "a.jpg", folder / "b.png", folder / "a.jpg", image_files["grey"]])
+    reference = predictor.predict([folder / "a.jpg", folder / "b.png", folder / "a.jpg", image_files["grey"]])
     for record, expected in zip(records, reference):
         assert record["attributes"] == expected.attributes
         assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
@@ -145,13 +145,13 @@ def test_folder_list_and_jsonl_output_with_top_k(capsys, model, model_dir, input
             [expected.probabilities[n] for n in ranked], abs=1e-6)
 
 
-def test_csv_output_by_extension_and_format_flag(capsys, model, model_dir, image_files, tmp_path):
+def test_csv_output_by_extension_and_format_flag(capsys, model, model_dir, image_files, tmp_path, predictor):
     out = tmp_path / "p.csv"
     assert run(capsys, "predict", "--model", model_dir, image_files["rgb"], image_files["missing"], "--output", out,
                "--top-k", 2)[0] == 1
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["image"] for r in rows] == [str(image_files["rgb"]), str(image_files["missing"])]
-    (expected,) = model.predict(image_files["rgb"])
+    (expected,) = predictor.predict(image_files["rgb"])
     assert rows[0]["top_k"] == ";".join(f"{n}:{p:.4f}" for n, p in expected.top(2))
     assert "does not exist" in rows[1]["error"]
     as_json = tmp_path / "p.data"

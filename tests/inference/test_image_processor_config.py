@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from par_prompt import PromptPARModel
+from par_prompt import PromptPARPredictor, PromptPARProcessor
 from par_prompt.cli import main
 from par_prompt.image_processing import MAX_IMAGE_SIZE, PromptPARImageProcessor
 from par_prompt.inference import predict
@@ -63,14 +63,15 @@ def test_bad_preprocessor_config_json_is_refused_at_load(tmp_path, name, text):
 
 @pytest.fixture
 def broken_model_dir(tmp_path, model_dir):
-    """A copy of the saved model whose preprocessor_config.json can be edited."""
+    """A copy of the saved model whose image processor settings (in processor_config.json)
+    can be edited."""
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
 
     def edit(**changes):
-        path = copy / "preprocessor_config.json"
+        path = copy / "processor_config.json"
         raw = json.loads(path.read_text())
-        raw.update(changes)
+        raw["image_processor"].update(changes)
         path.write_text(json.dumps(raw))
         return copy
 
@@ -84,7 +85,7 @@ def test_predict_command_refuses_a_bad_preprocessor_config(capsys, broken_model_
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if "par-prompt predict" in line]
     assert code == 2 and len(lines) == 1 and captured.out == ""
-    assert "preprocessor_config.json" in lines[0] or "image processor" in lines[0]
+    assert "processor_config.json" in lines[0] or "image processor" in lines[0]
 
 
 def test_predict_command_refuses_a_processor_sized_for_another_model(capsys, broken_model_dir, image_files):
@@ -97,43 +98,41 @@ def test_predict_command_refuses_a_processor_sized_for_another_model(capsys, bro
 
 
 @pytest.fixture
-def wrong_size(model):
-    """The model with a processor for 64-pixel inputs attached (its tower takes 32)."""
-    processor = model.image_processor
-    model.attach_image_processor(PromptPARImageProcessor(size=2 * IMAGE_SIZE))
-    try:
-        yield model
-    finally:
-        model.attach_image_processor(processor)
+def wrong_size(processor):
+    """A processor for 64-pixel inputs (the model's tower takes 32)."""
+    return PromptPARProcessor(image_processor=PromptPARImageProcessor(size=2 * IMAGE_SIZE),
+                              tokenizer=processor.tokenizer)
 
 
-def test_predict_checks_the_processor_size_before_reading_images(wrong_size, image_files):
+def test_predict_checks_the_processor_size_before_reading_images(model, wrong_size, image_files):
     with pytest.raises(ValueError, match=rf"resizes images to {2 * IMAGE_SIZE}.*takes {IMAGE_SIZE}×{IMAGE_SIZE}"):
-        predict(wrong_size, [image_files["missing"]], return_errors=True)  # no ImageInputError: nothing was read
-
-
-def test_visualize_and_pipeline_check_the_processor_size(wrong_size):
+        predict(model, [image_files["missing"]], processor=wrong_size, return_errors=True)  # nothing was read
     with pytest.raises(ValueError, match="vision tower takes"):
-        attention_maps(wrong_size, random_image())
+        PromptPARPredictor(model, wrong_size)
+
+
+def test_visualize_and_pipeline_check_the_processor_size(model, wrong_size):
     with pytest.raises(ValueError, match="vision tower takes"):
-        pipeline(TASK, model=wrong_size, device="cpu")
+        attention_maps(model, random_image(), processor=wrong_size)
+    with pytest.raises(ValueError, match="vision tower takes"):
+        pipeline(TASK, model=model, processor=wrong_size, device="cpu")
 
 
-def test_a_setting_changed_after_construction_is_caught(model):
-    processor = model.image_processor
+def test_a_setting_changed_after_construction_is_caught(model, predictor):
+    processor = predictor.image_processor
     previous = processor.image_std
     processor.image_std = [NAN, NAN, NAN]
     try:
         with pytest.raises(ValueError, match="image_std"):
-            model.predict(random_image())
+            predictor.predict(random_image())
         with pytest.raises(ValueError, match="image_std"):
-            attention_maps(model, random_image())
+            attention_maps(model, random_image(), processor=predictor.processor)
     finally:
         processor.image_std = previous
 
 
-def test_processor_loaded_with_the_model_is_valid(model_dir):
-    model = PromptPARModel.from_pretrained(model_dir)
-    model.image_processor.validate()
-    assert model.image_processor.size == IMAGE_SIZE
-    assert torch.isfinite(model.image_processor(random_image())["pixel_values"]).all()
+def test_processor_loaded_from_the_model_folder_is_valid(model_dir):
+    processor = PromptPARProcessor.from_pretrained(model_dir)
+    processor.image_processor.validate()
+    assert processor.image_processor.size == IMAGE_SIZE
+    assert torch.isfinite(processor(images=random_image())["pixel_values"]).all()

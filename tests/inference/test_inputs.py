@@ -109,21 +109,21 @@ def test_list_file_that_is_a_fifo_does_not_block(tmp_path):
 # --------------------------------------------------------------------- non-regular files
 
 
-def test_fifo_input_is_refused_without_blocking(model, tmp_path, image_files):
+def test_fifo_input_is_refused_without_blocking(predictor, tmp_path, image_files):
     fifo = tmp_path / "frame.png"
     os.mkfifo(fifo)
     inputs = [image_files["rgb"], fifo, {"path": str(fifo)}]
-    results = call_with_timeout(lambda: predict(model, inputs, return_errors=True))
+    results = call_with_timeout(lambda: predictor.predict(inputs, return_errors=True))
     assert type(results[0]).__name__ == "AttributePrediction"
     for result in results[1:]:
         assert isinstance(result, ImageInputError) and "FIFO" in result.reason
     with pytest.raises(ImageInputError, match=r"input 0 .*FIFO"):
-        call_with_timeout(lambda: predict(model, [fifo]))
+        call_with_timeout(lambda: predictor.predict([fifo]))
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs a character device")
-def test_device_input_is_refused(model):
-    (result,) = call_with_timeout(lambda: predict(model, ["/dev/zero"], return_errors=True))
+def test_device_input_is_refused(predictor):
+    (result,) = call_with_timeout(lambda: predictor.predict(["/dev/zero"], return_errors=True))
     assert isinstance(result, ImageInputError) and "device" in result.reason
 
 

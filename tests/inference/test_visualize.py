@@ -43,27 +43,27 @@ from par_prompt.inference.visualize import (
 from par_prompt.inference.predict import predict
 from par_prompt.tuner.layout import region_layout
 
-from .conftest import ATTRIBUTES, build_tiny_model, random_image
+from .conftest import ATTRIBUTES, build_tiny_model, random_image, save_tiny_model
 
 GRID = 8
 
 
 @pytest.fixture(scope="module")
-def maps(model):
+def maps(model, processor):
     """A tall image (96 high, 40 wide): padded left and right to the model's square."""
-    return attention_maps(model, random_image(96, 40, seed=7))
+    return attention_maps(model, random_image(96, 40, seed=7), processor=processor)
 
 
 @pytest.fixture
-def stretching(model):
-    """``model`` with ``do_pad=False`` (stretch to the square, as officially imported
+def stretching(model, processor):
+    """The processor with ``do_pad=False`` (stretch to the square, as officially imported
     models do), restored afterwards."""
-    processor = image_processor_of(model)
-    processor.do_pad = False
+    image_processor = image_processor_of(model, processor)
+    image_processor.do_pad = False
     try:
-        yield model
+        yield processor
     finally:
-        processor.do_pad = True
+        image_processor.do_pad = True
 
 
 def test_region_heat_stays_in_its_band(maps):
@@ -149,7 +149,7 @@ def test_figure_size_formula():
 
 
 @pytest.mark.parametrize("size", [(40, 96), (96, 40), (33, 64), (64, 33), (50, 50)])
-def test_content_box_is_where_the_processor_puts_the_image(model, size):
+def test_content_box_is_where_the_processor_puts_the_image(model, processor, size):
     """The box, checked against the processor's own padding: a white image on the black
     square, exactly at the square's side (no resize) and after the resize to the model's
     input."""
@@ -164,9 +164,9 @@ def test_content_box_is_where_the_processor_puts_the_image(model, size):
     inside[top:bottom, left:right] = True
     assert (exact[inside] == 255).all() and (exact[~inside] == 0).all()
 
-    processor = image_processor_of(model)
-    s = processor.size
-    view = fit_to_square(white, s, processor.pad_fill, processor.resample, processor.do_pad)[..., 0]
+    image_processor = image_processor_of(model, processor)
+    s = image_processor.size
+    view = fit_to_square(white, s, image_processor.pad_fill, image_processor.resample, image_processor.do_pad)[..., 0]
     left, top, right, bottom = (v * s for v in box)
     columns, rows = np.arange(s), np.arange(s)
     far_out = (columns + 1 < left - 2) | (columns > right + 2)
@@ -178,22 +178,22 @@ def test_content_box_is_where_the_processor_puts_the_image(model, size):
 
 
 @pytest.mark.parametrize("pad", [True, False])
-def test_probabilities_are_those_predict_reports(model, pad):
+def test_probabilities_are_those_predict_reports(model, processor, pad):
     """The picture's input is the processor's, padded or stretched as the model's settings
     say (the old code always padded)."""
     image = random_image(96, 40, seed=7)
-    processor = image_processor_of(model)
-    processor.do_pad = pad
+    image_processor = image_processor_of(model, processor)
+    image_processor.do_pad = pad
     try:
-        (expected,) = predict(model, image)
-        maps = attention_maps(model, image)
+        (expected,) = predict(model, image, processor=processor)
+        maps = attention_maps(model, image, processor=processor)
     finally:
-        processor.do_pad = True
+        image_processor.do_pad = True
     np.testing.assert_allclose(maps.probabilities, [expected.probabilities[a] for a in ATTRIBUTES], atol=1e-6)
 
 
-def test_padded_and_stretched_inputs_differ(maps, stretching):
-    stretched = attention_maps(stretching, random_image(96, 40, seed=7))
+def test_padded_and_stretched_inputs_differ(model, maps, stretching):
+    stretched = attention_maps(model, random_image(96, 40, seed=7), processor=stretching)
     assert np.abs(stretched.probabilities - maps.probabilities).max() > 1e-3
 
 
@@ -275,9 +275,9 @@ def test_render_without_fusion_attention(maps):
         render(maps, top_k=-1)
 
 
-def test_model_with_mlp_fusion_and_no_regions(backbones):
+def test_model_with_mlp_fusion_and_no_regions(backbones, processor):
     model = build_tiny_model(backbones, fusion_layers=0, num_regions=0)
-    maps = attention_maps(model, random_image(seed=1))
+    maps = attention_maps(model, random_image(seed=1), processor=processor)
     assert maps.attribute_heat is None and maps.region_rows == [] and maps.region_heat.shape == (1, GRID, GRID)
     assert render(maps, top_k=5, panel=48).size == figure_size(0, 0, len(ATTRIBUTES), panel=48, aspect=maps.aspect)
 
@@ -334,12 +334,12 @@ def test_model_label(tmp_path, monkeypatch):
     assert model_label("") == model_label(None) == "(unnamed)"
 
 
-def test_header_names_file_model_and_threshold(model, model_dir, image_files):
-    maps = attention_maps(model, image_files["rgb"], threshold=0.3, model_name=str(model_dir))
+def test_header_names_file_model_and_threshold(model, processor, model_dir, image_files):
+    maps = attention_maps(model, image_files["rgb"], threshold=0.3, model_name=str(model_dir), processor=processor)
     text = header_text(maps)
     assert text.startswith("rgb.png") and "model promptpar" in text and "threshold 0.3" in text
     assert "the model's" not in text and str(model_dir.parent) not in text and str(image_files["rgb"].parent) not in text
-    default = header_text(attention_maps(model, image_files["rgb"]))
+    default = header_text(attention_maps(model, image_files["rgb"], processor=processor))
     assert f"threshold {model.config.threshold:g} (the model's)" in default
     calibrated = type(maps)(**{**maps.__dict__, "threshold": [0.25, 0.5, 0.75], "threshold_given": False})
     assert "per-attribute thresholds 0.25-0.75 (the model's)" in header_text(calibrated)
@@ -399,7 +399,7 @@ def test_cli_warns_when_top_k_cannot_be_drawn(capsys, model_dir, image_files, tm
 def flat_model_dir(backbones, tmp_path_factory):
     """A saved model without region prompts and without a fusion layer."""
     directory = tmp_path_factory.mktemp("flat") / "flat-model"
-    build_tiny_model(backbones, fusion_layers=0, num_regions=0).save_pretrained(directory)
+    save_tiny_model(build_tiny_model(backbones, fusion_layers=0, num_regions=0), directory, backbones)
     return directory
 
 

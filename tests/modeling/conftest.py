@@ -50,3 +50,12 @@ def pixels():
 @pytest.fixture
 def labels():
     return torch.tensor([[1, 0, 2, 1, 0], [0, 0, 1, 1, 1], [1, 1, 0, 0, 2]])
+
+
+def tokenize(model: PromptPARModel, tokenizer=None) -> PromptPARModel:
+    """Give a model built from a config its sentences' token ids (the tiny CLIP tokenizer's)."""
+    from par_prompt.modeling import sentence_token_ids
+    from par_prompt.testing import tiny_clip_tokenizer
+
+    model.set_sentence_token_ids(sentence_token_ids(tokenizer or tiny_clip_tokenizer(), model.config.sentences))
+    return model

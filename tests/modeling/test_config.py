@@ -164,3 +164,79 @@ def test_check_catches_values_set_after_construction():
     config.threshold = "0.3"
     with pytest.raises(ValueError, match="threshold must be a number"):
         config.check()
+
+
+# ------------------------------------------------ sub-configs, label maps, problem type (issue 14.3)
+def test_backbone_configs_are_declared_sub_configs_kept_as_objects(tmp_path):
+    from transformers import CLIPConfig, ViTConfig
+
+    assert PromptPARConfig.sub_configs == {"clip_config": CLIPConfig, "fusion_config": ViTConfig}
+    clip, vit = tiny_clip_config(), tiny_vit_config()
+    given_objects = PromptPARConfig(attributes=["a", "b"], clip_config=clip, fusion_config=vit)
+    given_dicts = PromptPARConfig(attributes=["a", "b"], clip_config=clip.to_dict(), fusion_config=vit.to_dict())
+    for config in (given_objects, given_dicts):
+        assert type(config.clip_config) is CLIPConfig and type(config.fusion_config) is ViTConfig
+        assert config.get_clip_config() is config.clip_config  # not rebuilt on use
+    assert given_objects.clip_config is clip  # an object is kept, as transformers' composite configs keep them
+    assert given_dicts.clip_config.vision_config.image_size == clip.vision_config.image_size
+    given_dicts.save_pretrained(tmp_path)
+    loaded = PromptPARConfig.from_pretrained(tmp_path)
+    assert type(loaded.clip_config) is CLIPConfig and loaded.clip_config.to_dict() == given_dicts.clip_config.to_dict()
+
+
+def test_a_shared_backbone_config_keeps_its_attention_setting():
+    """PreTrainedConfig's own set-up hands its attention setting down to its sub-configs;
+    a backbone's config shared with the live backbone must not be reset by it."""
+    clip = tiny_clip_config()
+    clip._attn_implementation = "sdpa"
+    PromptPARConfig(attributes=["a"], clip_config=clip, fusion_config=tiny_vit_config())
+    assert clip._attn_implementation == "sdpa"
+
+
+def test_a_dict_assigned_after_construction_becomes_an_object_at_check():
+    from transformers import CLIPConfig
+
+    config = tiny()
+    config.clip_config = tiny_clip_config().to_dict()
+    config.check()
+    assert type(config.clip_config) is CLIPConfig
+    config.clip_config = {"vision_config": {"image_size": "big"}}
+    with pytest.raises(ValueError, match="clip_config"):
+        config.check()
+
+
+def test_problem_type_is_multi_label_and_labels_follow_the_attributes():
+    config = PromptPARConfig(attributes=["Hat", "Glasses", "Boots"])
+    assert config.problem_type == "multi_label_classification" and config.num_labels == 3
+    assert config.to_dict()["problem_type"] == "multi_label_classification"
+    assert PromptPARConfig(attributes=["a"], problem_type="multi_label_classification").problem_type == \
+        "multi_label_classification"
+    for other in ("single_label_classification", "regression"):
+        with pytest.raises(ValueError, match="problem_type must be 'multi_label_classification'"):
+            PromptPARConfig(attributes=["a", "b"], problem_type=other)
+
+
+def test_an_old_config_json_without_architectures_or_problem_type_loads(tmp_path):
+    import json
+
+    from transformers import CLIPConfig
+
+    config = tiny()
+    config.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    for key in ("architectures", "problem_type", "label2id", "transformers_version"):
+        raw.pop(key, None)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert loaded.problem_type == "multi_label_classification" and type(loaded.clip_config) is CLIPConfig
+    assert loaded.label2id == {"a": 0, "b": 1}
+
+
+def test_image_classification_auto_class_is_registered():
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    from par_prompt import PromptPARProcessor
+
+    assert MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING[PromptPARConfig] is PromptPARModel
+    assert PROCESSOR_MAPPING[PromptPARConfig] is PromptPARProcessor

@@ -37,12 +37,40 @@ def test_builds_from_configs_alone_without_files():
                              prompts_per_group=2)
     model = PromptPARModel(config)
     assert model.config.sentences[0] == "A pedestrian wearing a hat"  # expanded from the table
-    with pytest.raises(ValueError, match="No tokenizer is attached"):
+    with pytest.raises(ValueError, match=r"no token ids .*model\.set_sentence_token_ids"):
         model(torch.randn(2, 3, 32, 32))
+    from par_prompt.modeling import sentence_token_ids
     from par_prompt.testing import tiny_clip_tokenizer
 
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    ids = sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences)
+    model.set_sentence_token_ids(ids)
+    assert model.config.sentence_token_ids == ids
     assert model.eval()(torch.randn(2, 3, 32, 32)).logits.shape == (2, len(ATTRIBUTES))
+
+
+def test_token_ids_in_the_config_are_all_the_model_needs(backbones):
+    """A model built from the config of another, with no tokenizer anywhere, computes the
+    same text features: the ids are padded with the end token as the CLIP tokenizer pads."""
+    from par_prompt.testing import tiny_clip_tokenizer
+
+    reference = build(backbones)
+    rebuilt = PromptPARModel(reference.config)
+    tokenizer = tiny_clip_tokenizer()
+    padded = tokenizer(reference.config.sentences, padding="max_length", max_length=77)["input_ids"]
+    assert rebuilt.sentence_ids.tolist() == padded
+    rebuilt.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.text_features(), reference.text_features())
+
+
+def test_token_ids_that_do_not_fit_the_clip_are_refused():
+    config = PromptPARConfig(attributes=["Hat", "Bag"], clip_config=tiny_clip_config(), fusion_config=tiny_vit_config())
+    model = PromptPARModel(config)
+    with pytest.raises(ValueError, match="beyond the CLIP vocabulary"):
+        model.set_sentence_token_ids([[1, 10**6, 2], [1, 2]])
+    with pytest.raises(ValueError, match="no room in CLIP's 77 text positions for the sentence"):
+        model.set_sentence_token_ids([[1] * 76, [1, 2]])
+    assert model.config.sentence_token_ids is None and model.sentence_ids.shape == (2, 0)  # left as it was
 
 
 def test_builds_on_the_meta_device():
@@ -68,10 +96,10 @@ def test_only_method_parts_train(backbones):
     model = build(backbones)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     prompts = {
-        "clip.base_model.model.vision_model.embeddings.region_prompt_class_tokens.default",
-        "clip.base_model.model.vision_model.encoder.region_prompt_vision.default",
-        "clip.base_model.model.text_model.embeddings.region_prompt_text.default",
-        "clip.base_model.model.text_model.encoder.region_prompt_text_deep.default",
+        "peft_clip.base_model.model.vision_model.embeddings.region_prompt_class_tokens.default",
+        "peft_clip.base_model.model.vision_model.encoder.region_prompt_vision.default",
+        "peft_clip.base_model.model.text_model.embeddings.region_prompt_text.default",
+        "peft_clip.base_model.model.text_model.encoder.region_prompt_text_deep.default",
     }
     heads = {
         "text_projection.weight", "text_projection.bias", "visual_projection.weight", "visual_projection.bias",

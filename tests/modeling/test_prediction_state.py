@@ -61,12 +61,16 @@ def test_predict_from_threads_on_a_model_in_training_mode(backbones):
 def test_predict_on_images_leaves_a_training_model_untouched(backbones):
     from PIL import Image
 
+    from par_prompt import PromptPARProcessor
+    from par_prompt.inference import predict
+
     model = trained(build(backbones))
+    processor = PromptPARProcessor.from_pretrained(backbones.clip)
     image = Image.new("RGB", (40, 80), (120, 30, 200))
-    reference = model.eval().predict(image)[0].probabilities
+    reference = predict(model.eval(), image, processor=processor)[0].probabilities
     model.train()
     before = state_of(model)
-    got = model.predict([image, image], batch_size=1)
+    got = predict(model, [image, image], batch_size=1, processor=processor)
     for prediction in got:
         assert prediction.probabilities == pytest.approx(reference, rel=1e-5, abs=1e-6)
     assert_same_state(model, before)
@@ -144,11 +148,11 @@ def test_forward_mode_argument_is_checked(backbones, pixels):
 def test_gl_aggregator_reads_the_class_tokens_of_the_layout_that_ran(backbones, pixels, how):
     model = trained(build(backbones)).eval()
     if how == "other_adapter":  # plain VPT: no region class tokens, 4 prompts after CLS
-        model.clip.add_adapter("vpt", RegionPromptConfig(num_regions=0, prompts_per_group=4, text_prompts=0))
-        model.clip.set_adapter("vpt")
+        model.peft_clip.add_adapter("vpt", RegionPromptConfig(num_regions=0, prompts_per_group=4, text_prompts=0))
+        model.peft_clip.set_adapter("vpt")
     with torch.no_grad():
         if how == "disabled":
-            with model.clip.disable_adapter():
+            with model.peft_clip.disable_adapter():
                 out = model(pixels, output_features=True)
         else:
             out = model(pixels, output_features=True)

@@ -10,15 +10,15 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModel, CLIPModel
+from transformers import AutoModel, AutoProcessor, CLIPModel
 
 import par_prompt.modeling.serialization as serialization
-from par_prompt import PromptPARConfig, PromptPARModel
+from par_prompt import PromptPARConfig, PromptPARModel, PromptPARProcessor
 from par_prompt.modeling.loading import MissingBaseModelError
 from par_prompt.testing import CLIP_VIT_L14_SIZES, VIT_B16_SIZES, clip_config_from_sizes, vit_config_from_sizes
 from par_prompt.testing import write_tiny_backbones
 
-from .conftest import ATTRIBUTES, build, trained
+from .conftest import ATTRIBUTES, build, tokenize, trained
 
 
 def logits(model, pixels):
@@ -29,9 +29,18 @@ def logits(model, pixels):
 
 @pytest.fixture
 def saved(backbones, tmp_path, pixels):
+    """A trained model saved with its processor (the CLIP base's), as a training run exports it."""
     model = trained(build(backbones))
     model.save_pretrained(tmp_path / "model")
+    PromptPARProcessor.from_pretrained(backbones.clip).save_pretrained(tmp_path / "model")
     return tmp_path / "model", logits(model, pixels)
+
+
+def test_the_model_saves_only_its_own_files(backbones, tmp_path):
+    build(backbones).save_pretrained(tmp_path / "model")
+    files = sorted(p.relative_to(tmp_path / "model").as_posix() for p in (tmp_path / "model").rglob("*") if p.is_file())
+    assert files == ["clip_adapter/adapter_config.json", "clip_adapter/adapter_model.safetensors", "config.json",
+                     "promptpar_head.safetensors"]
 
 
 def test_saved_files(saved):
@@ -39,8 +48,11 @@ def test_saved_files(saved):
     files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
     assert "config.json" in files and "promptpar_head.safetensors" in files
     assert "clip_adapter/adapter_config.json" in files and "clip_adapter/adapter_model.safetensors" in files
-    assert "preprocessor_config.json" in files and "tokenizer_config.json" in files
+    assert "processor_config.json" in files and "tokenizer_config.json" in files  # the processor's
     assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    processor = json.loads((directory / "processor_config.json").read_text())
+    assert processor["processor_class"] == "PromptPARProcessor"
+    assert processor["image_processor"]["image_processor_type"] == "PromptPARImageProcessor"
     assert "clip_base.safetensors" not in files  # the CLIP has a reference: not bundled
     head = load_file(directory / "promptpar_head.safetensors")
     assert not any(k.startswith(("clip.", "fusion.layers.")) for k in head)
@@ -48,6 +60,9 @@ def test_saved_files(saved):
         assert key in head
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "prompt_par" and config["sentences"][0] == "A pedestrian wearing a hat"
+    assert config["architectures"] == ["PromptPARModel"] and config["problem_type"] == "multi_label_classification"
+    assert config["id2label"] == {str(i): name for i, name in enumerate(ATTRIBUTES)}
+    assert config["clip_config"]["vision_config"]["image_size"] == 32  # the architectures, written in full
 
 
 def test_round_trip_gives_identical_logits(saved, pixels):
@@ -78,7 +93,7 @@ def test_clip_adapter_loads_on_its_own_with_peft(saved, backbones):
     clip = CLIPModel.from_pretrained(backbones.clip)
     peft_model = PeftModel.from_pretrained(clip, directory / "clip_adapter")
     reloaded = PromptPARModel.from_pretrained(directory)
-    for name, tensor in reloaded.clip.state_dict().items():
+    for name, tensor in reloaded.peft_clip.state_dict().items():
         if "region_prompt_" in name:
             assert torch.equal(peft_model.state_dict()[name], tensor)
 
@@ -187,12 +202,12 @@ def test_bundled_bases_load_without_references(backbones, tmp_path, pixels):
 
 
 def test_random_bases_are_bundled_automatically(tmp_path, pixels):
-    from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
+    from par_prompt.testing import tiny_clip_config, tiny_vit_config
 
     config = PromptPARConfig(attributes=ATTRIBUTES, clip_config=tiny_clip_config(), fusion_config=tiny_vit_config(),
                              prompts_per_group=2)
     model = PromptPARModel(config)
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    tokenize(model)
     model.save_pretrained(tmp_path / "random")
     assert (tmp_path / "random" / "clip_base.safetensors").is_file()
     assert any(k.startswith("fusion.layers.") for k in load_file(tmp_path / "random" / "promptpar_head.safetensors"))
@@ -263,7 +278,7 @@ def test_save_into_a_data_set_and_into_the_working_directory_loses_nothing(backb
 
 
 def test_stale_files_of_an_earlier_model_are_removed(tmp_path, pixels):
-    from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
+    from par_prompt.testing import tiny_clip_config, tiny_vit_config
 
     local = write_tiny_backbones(tmp_path / "bases")
     directory = tmp_path / "model"
@@ -272,17 +287,23 @@ def test_stale_files_of_an_earlier_model_are_removed(tmp_path, pixels):
     model.save_pretrained(directory, bundle_base_weights=True)
     assert (directory / "clip_base.safetensors").is_file()
     (directory / "vocab.json").write_text("{}")  # a tokenizer file an older save wrote
+    (directory / "preprocessor_config.json").write_text(json.dumps(  # the image processor as older saves wrote it
+        {"image_processor_type": "PromptPARImageProcessor", "size": 48}))
     model.save_pretrained(directory)  # no longer bundled
-    assert not (directory / "clip_base.safetensors").exists() and not (directory / "vocab.json").exists()
+    assert not (directory / "clip_base.safetensors").exists()
+    assert (directory / "vocab.json").exists()  # the processor's files are not the model's to remove
+    PromptPARProcessor.from_pretrained(local.clip).save_pretrained(directory)
+    assert not (directory / "vocab.json").exists() and not (directory / "preprocessor_config.json").exists()
     assert all((directory / name).is_file() for name in USER_FILES)
     loaded = PromptPARModel.from_pretrained(directory)
     assert torch.equal(logits(loaded, pixels)[0], logits(model, pixels)[0])
+    assert PromptPARProcessor.from_pretrained(directory).image_processor.size == 32
 
 
 @pytest.mark.parametrize("foreign", ["clip", "file"])
 def test_files_of_something_else_are_never_overwritten(backbones, tmp_path, foreign):
-    model = build(backbones)
-    if foreign == "clip":  # the folder of another model: its config.json would be replaced
+    model, processor = build(backbones), PromptPARProcessor.from_pretrained(backbones.clip)
+    if foreign == "clip":  # the folder of another model: its config.json and tokenizer would be replaced
         directory = tmp_path / "clip"
         shutil.copytree(backbones.clip, directory)
     else:  # a folder that happens to hold a tokenizer.json
@@ -290,8 +311,11 @@ def test_files_of_something_else_are_never_overwritten(backbones, tmp_path, fore
         directory.mkdir()
         (directory / "tokenizer.json").write_text("mine")
     before = files_in(directory)
+    if foreign == "clip":
+        with pytest.raises(FileExistsError, match="do not belong to a PromptPAR model"):
+            model.save_pretrained(directory)
     with pytest.raises(FileExistsError, match="do not belong to a PromptPAR model"):
-        model.save_pretrained(directory)
+        processor.save_pretrained(directory)
     assert files_in(directory) == before
     assert [p.name for p in directory.iterdir() if p.name.startswith(".")] == []
 
@@ -445,7 +469,7 @@ def test_missing_tokenizer_json_is_refused(saved):
     directory, _ = saved
     (directory / "tokenizer.json").unlink()  # a partial download
     with pytest.raises(ValueError, match="sentence 0 'A pedestrian wearing a hat'.*has no tokenizer.json"):
-        PromptPARModel.from_pretrained(directory)
+        PromptPARProcessor.from_pretrained(directory)
 
 
 def test_a_tokenizer_that_differs_is_refused(saved, tmp_path):
@@ -454,16 +478,36 @@ def test_a_tokenizer_that_differs_is_refused(saved, tmp_path):
     config["sentence_token_ids"][2][1] += 1
     (directory / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="sentence 2 .*instead of.*do not belong to this model"):
-        PromptPARModel.from_pretrained(directory)
+        PromptPARProcessor.from_pretrained(directory)
+    with pytest.raises(ValueError, match="sentence 2 .*instead of"):
+        AutoProcessor.from_pretrained(directory)
 
 
 def test_a_base_tokenizer_that_differs_is_refused(saved, tmp_path):
     directory, _ = saved
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (directory / name).unlink()
+    assert PromptPARProcessor.from_pretrained(directory).tokenizer is not None  # the base's, which is the same
     other = write_tiny_backbones(tmp_path / "other", extra_words=["ahat"])
     with pytest.raises(ValueError, match="tokenizer of the CLIP base .* is not the one the model was saved with"):
-        PromptPARModel.from_pretrained(directory, clip_name_or_path=other.clip)
+        PromptPARProcessor.from_pretrained(directory, clip_name_or_path=other.clip)
+
+
+def test_the_model_needs_no_tokenizer(saved, pixels, monkeypatch):
+    """The model loads from its token ids alone: no tokenizer file is read, not even the base's."""
+    import transformers
+
+    directory, expected = saved
+    for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json"):
+        (directory / name).unlink()
+
+    def no_tokenizer(*args, **kwargs):
+        raise AssertionError("a tokenizer was loaded")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_tokenizer)
+    loaded = PromptPARModel.from_pretrained(directory)
+    assert torch.equal(logits(loaded, pixels)[0], expected[0])
+    assert not hasattr(loaded, "tokenizer") and not hasattr(loaded, "image_processor")
 
 
 # ------------------------------------------------------------ weights at load (issue 11.9)
@@ -576,23 +620,39 @@ def test_bad_config_json_gives_one_line_and_exit_2_on_the_cli(saved, tmp_path, c
 
 def test_preprocessor_size_that_does_not_fit_the_clip(saved):
     directory, _ = saved
-    path = directory / "preprocessor_config.json"
+    path = directory / "processor_config.json"
     processor = json.loads(path.read_text())
-    for size, message in ((64, "resizes images to 64x64 pixels, but the CLIP takes 32x32"),
+    for size, message in ((64, "resizes images to 64x64 pixels, but the CLIP takes 32x32.*processor_config.json"),
                           (20000, "size must lie in 1..2048 pixels, got 20000")):  # refused before any allocation
-        processor["size"] = size
+        processor["image_processor"]["size"] = size
         path.write_text(json.dumps(processor))
         with pytest.raises(ValueError, match=message):
-            PromptPARModel.from_pretrained(directory)
+            PromptPARProcessor.from_pretrained(directory)
+
+
+def test_a_processor_saved_before_processor_config_json_loads(saved):
+    """Folders saved before the processor existed hold the image processor in
+    preprocessor_config.json; they load, and are checked the same way."""
+    directory, _ = saved
+    settings = json.loads((directory / "processor_config.json").read_text())["image_processor"]
+    (directory / "processor_config.json").unlink()
+    path = directory / "preprocessor_config.json"
+    path.write_text(json.dumps({**settings, "do_pad": False}))
+    processor = PromptPARProcessor.from_pretrained(directory)
+    assert processor.image_processor.do_pad is False and processor.image_processor.size == 32
+    assert type(AutoProcessor.from_pretrained(directory)) is PromptPARProcessor
+    path.write_text(json.dumps({**settings, "size": 64}))
+    with pytest.raises(ValueError, match="resizes images to 64x64.*preprocessor_config.json"):
+        PromptPARProcessor.from_pretrained(directory)
 
 
 def test_bundled_weights_are_checked_before_allocation(tmp_path, monkeypatch):
-    from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
+    from par_prompt.testing import tiny_clip_config, tiny_vit_config
 
     config = PromptPARConfig(attributes=ATTRIBUTES, clip_config=tiny_clip_config(), fusion_config=tiny_vit_config(),
                              prompts_per_group=2)
     model = PromptPARModel(config)
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    tokenize(model)
     model.save_pretrained(tmp_path / "random")
     saved = json.loads((tmp_path / "random" / "config.json").read_text())
     clip = saved["clip_config"]

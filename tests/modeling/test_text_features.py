@@ -8,7 +8,7 @@ import torch
 from par_prompt import PromptPARConfig, PromptPARModel
 from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
 
-from .conftest import ATTRIBUTES
+from .conftest import ATTRIBUTES, tokenize
 
 SENTENCES = ["A pedestrian wearing a hat", "A pedestrian with glasses", "A pedestrian carrying a backpack",
              "A pedestrian whose upper clothing has short sleeves", "A pedestrian wearing trousers"]
@@ -21,7 +21,7 @@ def make_model(text_depth=None, attn="sdpa", text_prompts=2, per_sentence=False,
                              text_prompts=text_prompts, text_prompt_per_sentence=per_sentence)
     torch.manual_seed(seed)
     model = PromptPARModel(config)
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    tokenize(model)
     model.set_positive_ratios(torch.full((len(ATTRIBUTES),), 0.3))
     model.clip_model.set_attn_implementation(attn)
     generator = torch.Generator().manual_seed(seed + 1)
@@ -208,7 +208,7 @@ def test_adapter_switch_and_disable_change_the_features():
     model = make_model()
     with torch.no_grad():
         prompted = model.text_features().clone()
-        with model.clip.disable_adapter():
+        with model.peft_clip.disable_adapter():
             plain = model.text_features().clone()
             clip = model.clip_model
             expected = clip.text_projection(clip.text_model(input_ids=model.sentence_ids).pooler_output)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from par_prompt import PromptPARModel
+from par_prompt import PromptPARModel, PromptPARProcessor
 from par_prompt.cli import main
 from par_prompt.official import load_official_checkpoint, save_official_model
 
@@ -28,12 +28,23 @@ def expected(official, tokenizer, pa100k_sentences, images):
 
 
 @pytest.fixture(scope="module")
-def imported(official, bpe_file):
-    return PromptPARModel.from_official_checkpoint(official.path, dataset="pa100k", clip_tokenizer=bpe_file)
+def imported_pair(official, bpe_file):
+    """(model, processor) of the imported checkpoint."""
+    return load_official_checkpoint(official.path, dataset="pa100k", clip_tokenizer=bpe_file)
 
 
-def probabilities(model, images) -> torch.Tensor:
-    inputs = model.image_processor(images)
+@pytest.fixture(scope="module")
+def imported(imported_pair):
+    return imported_pair[0]
+
+
+@pytest.fixture(scope="module")
+def imported_processor(imported_pair):
+    return imported_pair[1]
+
+
+def probabilities(model, images, processor) -> torch.Tensor:
+    inputs = processor(images=images)
     with torch.inference_mode():
         return torch.sigmoid(model(**inputs).logits).double()
 
@@ -44,16 +55,16 @@ def test_reference_is_not_trivial(expected):
     assert all((expected[i] - expected[j]).abs().max() > 0.05 for i in range(len(expected)) for j in range(i))
 
 
-def test_imported_model_reproduces_official_probabilities(imported, images, expected):
-    assert (probabilities(imported, images) - expected).abs().max() <= TOLERANCE
+def test_imported_model_reproduces_official_probabilities(imported, imported_processor, images, expected):
+    assert (probabilities(imported, images, imported_processor) - expected).abs().max() <= TOLERANCE
 
 
-def test_imported_model_records_the_official_pipeline(imported, official):
-    config, processor = imported.config, imported.image_processor
+def test_imported_model_records_the_official_pipeline(imported, imported_processor, official):
+    config, processor = imported.config, imported_processor.image_processor
     assert config.threshold == 0.45 and config.visual_post_layernorm is False and config.text_prompts == 0
     assert (processor.do_pad, processor.resample, processor.size) == (False, 2, official.sizes.image)
     assert processor.image_mean == [0.5] * 3 and processor.image_std == [0.5] * 3
-    assert config.fusion_config["layer_norm_eps"] == 1e-6
+    assert config.fusion_config.layer_norm_eps == 1e-6
     source = config.imported_from
     assert source["file"] == "epoch21.pth" and source["epoch"] == 21 and source["dataset"] == "pa100k"
     assert len(source["sha256"]) == 64 and source["clip_weights_key"] == "clip_model"
@@ -61,9 +72,9 @@ def test_imported_model_records_the_official_pipeline(imported, official):
     assert source["dropped_tensors"] == {"transformer.prompt_text_deep": [2, 3, 26, 128]}
 
 
-def test_each_recorded_setting_matters(imported, images, expected):
+def test_each_recorded_setting_matters(imported, imported_processor, images, expected):
     """Switching any one official setting back to par-prompt's default moves the output."""
-    processor = imported.image_processor
+    processor = imported_processor.image_processor
     for change in ("post_layernorm", "pad", "statistics"):
         try:
             if change == "post_layernorm":
@@ -72,7 +83,7 @@ def test_each_recorded_setting_matters(imported, images, expected):
                 processor.do_pad = True
             else:
                 processor.image_mean, processor.image_std = [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
-            assert (probabilities(imported, images) - expected).abs().max() > 1e-3, change
+            assert (probabilities(imported, images, imported_processor) - expected).abs().max() > 1e-3, change
         finally:
             imported.config.visual_post_layernorm = False
             processor.do_pad, processor.image_mean, processor.image_std = False, [0.5] * 3, [0.5] * 3
@@ -84,16 +95,17 @@ def test_gl_aggregator_comes_from_the_checkpoint(imported, official):
     assert imported.aggregator.batch_norm.num_batches_tracked.item() == 1234
 
 
-def test_saved_folder_reproduces_official_probabilities(imported, images, expected, tmp_path):
-    folder = save_official_model(imported, tmp_path / "model", bundle_base=True)
+def test_saved_folder_reproduces_official_probabilities(imported, imported_processor, images, expected, tmp_path):
+    folder = save_official_model(imported, imported_processor, tmp_path / "model", bundle_base=True)
     assert (folder / "clip_base.safetensors").is_file() and (folder / "README.md").is_file()
-    loaded = PromptPARModel.from_pretrained(folder)
+    loaded, processor = PromptPARModel.from_pretrained(folder), PromptPARProcessor.from_pretrained(folder)
     assert loaded.config.imported_from == imported.config.imported_from
-    assert loaded.image_processor.do_pad is False
-    assert (probabilities(loaded, images) - expected).abs().max() <= TOLERANCE
+    assert processor.image_processor.do_pad is False
+    assert (probabilities(loaded, images, processor) - expected).abs().max() <= TOLERANCE
 
 
-def test_folder_naming_its_base_loads_that_base(imported, images, expected, official, bpe_file, tmp_path):
+def test_folder_naming_its_base_loads_that_base(imported, imported_processor, images, expected, official, bpe_file,
+                                                tmp_path):
     base = tmp_path / "clip-base"
     from transformers import CLIPModel
 
@@ -102,12 +114,14 @@ def test_folder_naming_its_base_loads_that_base(imported, images, expected, offi
     clip = CLIPModel(imported.clip_model.config)
     clip.load_state_dict(plain_clip_state_dict(imported.clip_model))
     clip.save_pretrained(base)
-    imported.tokenizer.save_pretrained(base)
-    model = load_official_checkpoint(official.path, "PA100k", clip_tokenizer=bpe_file, clip_name_or_path=str(base))
-    folder = save_official_model(model, tmp_path / "model")
+    imported_processor.tokenizer.save_pretrained(base)
+    model, processor = load_official_checkpoint(official.path, "PA100k", clip_tokenizer=bpe_file,
+                                                clip_name_or_path=str(base))
+    folder = save_official_model(model, processor, tmp_path / "model")
     assert not (folder / "clip_base.safetensors").exists()
     assert json.loads((folder / "config.json").read_text())["clip_name_or_path"] == str(base)
-    assert (probabilities(PromptPARModel.from_pretrained(folder), images) - expected).abs().max() <= TOLERANCE
+    loaded = PromptPARModel.from_pretrained(folder)
+    assert (probabilities(loaded, images, PromptPARProcessor.from_pretrained(folder)) - expected).abs().max() <= TOLERANCE
 
 
 def test_cli_import_then_offline_prediction(official, bpe_file, images, expected, tmp_path):
@@ -120,11 +134,12 @@ def test_cli_import_then_offline_prediction(official, bpe_file, images, expected
     script = (
         "import sys, torch\n"
         "from PIL import Image\n"
-        "from par_prompt import PromptPARModel\n"
+        "from par_prompt import PromptPARModel, PromptPARProcessor\n"
         "model = PromptPARModel.from_pretrained(sys.argv[1])\n"
+        "processor = PromptPARProcessor.from_pretrained(sys.argv[1])\n"
         "images = [Image.open(p) for p in sys.argv[2:]]\n"
         "with torch.inference_mode():\n"
-        "    probs = torch.sigmoid(model(**model.image_processor(images)).logits)\n"
+        "    probs = torch.sigmoid(model(**processor(images=images)).logits)\n"
         "print(repr(probs.double().tolist()))\n"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf-home"))
@@ -135,11 +150,11 @@ def test_cli_import_then_offline_prediction(official, bpe_file, images, expected
     assert (probs - expected).abs().max() <= TOLERANCE
 
 
-def test_predict_uses_the_official_threshold(imported, images, expected):
+def test_predict_uses_the_official_threshold(imported, imported_processor, images, expected):
     from par_prompt.inference.predict import predict
 
     names = imported.config.attributes
-    for prediction, row in zip(predict(imported, images), expected):
+    for prediction, row in zip(predict(imported, images, processor=imported_processor), expected):
         assert prediction.threshold == 0.45
         assert prediction.attributes == [name for name, p in zip(names, row.tolist()) if p > 0.45]
 
@@ -149,12 +164,12 @@ def test_variant_flags_are_reproduced(sizes, tokenizer, bpe_file, pa100k_sentenc
     variant = Sizes(vocab=sizes.vocab, regions=0, prompts_per_group=6, aggregator=False, fusion_blocks=2, depth=3)
     clip, classifier = official_clip_state(variant, seed=5), official_classifier_state(variant, seed=6)
     path = save_official(tmp_path / "variant.pth", monkeypatch, clip, classifier, clip_key="ViT_model")
-    model = load_official_checkpoint(path, clip_tokenizer=bpe_file)  # 26 heads: PA100K, found by the head count
+    model, processor = load_official_checkpoint(path, clip_tokenizer=bpe_file)  # 26 heads: PA100K, by the head count
     assert (model.config.num_regions, model.config.vision_depth, model.config.fusion_layers) == (0, None, 2)
     assert model.config.dataset == "pa100k" and model.aggregator.temperature.item() == 1.0  # fresh: not in the file
     expected = official_probabilities(clip, classifier, official_token_ids(tokenizer, pa100k_sentences),
                                       official_pixels(images, variant.image), variant)
-    assert (probabilities(model, images) - expected).abs().max() <= TOLERANCE
+    assert (probabilities(model, images, processor) - expected).abs().max() <= TOLERANCE
 
 
 def test_attribute_order_of_converted_data(official, bpe_file, images, expected, tmp_path, capsys):
@@ -178,7 +193,8 @@ def test_attribute_order_of_converted_data(official, bpe_file, images, expected,
     assert model.config.attributes == wanted and model.config.imported_from["head_order"] == order
     official_sentences = OFFICIAL_TABLES["pa100k"].sentences
     assert model.config.sentences == [official_sentences[i] for i in order]
-    assert (probabilities(model, images) - expected[:, order]).abs().max() <= TOLERANCE
+    processor = PromptPARProcessor.from_pretrained(out)
+    assert (probabilities(model, images, processor) - expected[:, order]).abs().max() <= TOLERANCE
     assert "reordered at import" in (out / "README.md").read_text()
 
     with pytest.raises(ValueError, match=r"lacks \['Female'\]; the checkpoint has no \['Male'\]"):

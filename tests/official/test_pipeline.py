@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from par_prompt import PromptPARConfig, PromptPARModel
+from par_prompt.modeling import sentence_token_ids
 from par_prompt.data.transforms import ImageTransform
 from par_prompt.image_processing import PromptPARImageProcessor
 from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
@@ -72,7 +73,7 @@ def tiny_model():
                              fusion_config=tiny_vit_config(), prompts_per_group=2)
     torch.manual_seed(0)
     model = PromptPARModel(config)
-    model.attach_tokenizer(tiny_clip_tokenizer())
+    model.set_sentence_token_ids(sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences))
     return model.eval()
 
 

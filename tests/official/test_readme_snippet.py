@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from par_prompt import PromptPARModel
+from par_prompt import PromptPARModel, PromptPARProcessor
 from par_prompt.data import ParData, save
 from par_prompt.official import OFFICIAL_TABLES, load_official_checkpoint, save_official_model
 
@@ -30,13 +30,14 @@ def test_finetune_snippet_runs_as_written(official, bpe_file, tmp_path):
     split = split.cast_column("image", datasets.Image())
     save(ParData(datasets.DatasetDict({"train": split}), order, list(reversed(table.sentences)), "pa100k"),
          tmp_path / "data" / "peta")
-    model = load_official_checkpoint(official.path, attribute_order=order, clip_tokenizer=bpe_file)
-    save_official_model(model, tmp_path / "promptpar-peta", bundle_base=True)
+    model, processor = load_official_checkpoint(official.path, attribute_order=order, clip_tokenizer=bpe_file)
+    save_official_model(model, processor, tmp_path / "promptpar-peta", bundle_base=True)
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
     run = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     tuned = PromptPARModel.from_pretrained(tmp_path / "promptpar-peta-finetuned")
-    assert tuned.config.attributes == order and tuned.image_processor.do_pad is False
+    assert tuned.config.attributes == order
+    assert PromptPARProcessor.from_pretrained(tmp_path / "promptpar-peta-finetuned").image_processor.do_pad is False
     assert tuned.config.threshold == 0.45 and tuned.config.visual_post_layernorm is False
     assert not torch.equal(tuned.heads.weight, model.heads.weight)  # it trained

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from par_prompt import PromptPARModel
+from par_prompt import PromptPARModel, PromptPARPredictor, PromptPARProcessor
 from par_prompt.cli import main
 from par_prompt.testing import write_tiny_backbones
 
-from ..inference.conftest import IMAGE_SIZE, PATCH_SIZE, build_tiny_model, random_image
+from ..inference.conftest import IMAGE_SIZE, PATCH_SIZE, build_tiny_model, random_image, save_tiny_model
 
 __all__ = ["random_image"]
 
@@ -44,7 +44,7 @@ def model_dir(tmp_path_factory, backbones) -> Path:
     directory = tmp_path_factory.mktemp("model") / "promptpar"
     with torch.random.fork_rng():  # the prompts and projections are drawn from the global RNG
         torch.manual_seed(0)
-        build_tiny_model(backbones).save_pretrained(directory)
+        save_tiny_model(build_tiny_model(backbones), directory, backbones)
     return directory
 
 
@@ -52,6 +52,17 @@ def model_dir(tmp_path_factory, backbones) -> Path:
 def model(model_dir) -> PromptPARModel:
     """The saved tiny model, loaded. Tests must leave it as they found it."""
     return PromptPARModel.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
+def processor(model_dir) -> PromptPARProcessor:
+    return PromptPARProcessor.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
+def torch_predictor(model, processor) -> PromptPARPredictor:
+    """The PyTorch predictor of the same model, to compare with."""
+    return PromptPARPredictor(model, processor)
 
 
 @pytest.fixture(scope="session")

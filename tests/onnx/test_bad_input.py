@@ -29,7 +29,7 @@ def one_error_line(err: str, *words: str) -> None:
 
 def test_exporting_something_else_than_a_promptpar_model(model, tmp_path):
     with pytest.raises(TypeError, match="exports a PromptPARModel, got CLIPModel; load one with"):
-        export_onnx(model.clip_model, tmp_path / "clip.onnx")
+        export_onnx(model.clip_model, tmp_path / "clip.onnx", processor=None)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -41,9 +41,9 @@ def test_export_cli_refuses_a_folder_that_is_not_a_promptpar_model(backbones, tm
 
 
 @pytest.mark.parametrize("opset", [17, 24, True, "20"])
-def test_unsupported_opsets(model, tmp_path, opset):
+def test_unsupported_opsets(model, processor, tmp_path, opset):
     with pytest.raises(ValueError, match="is not supported: use 18 to 23"):
-        export_onnx(model, tmp_path / "m.onnx", opset=opset)
+        export_onnx(model, tmp_path / "m.onnx", processor=processor, opset=opset)
 
 
 @pytest.mark.parametrize("opset", ["9", "30"])
@@ -53,14 +53,14 @@ def test_unsupported_opsets_on_the_cli(model_dir, tmp_path, opset):
     one_error_line(err, f"opset {opset} is not supported: use 18 to 23 (default 20)")
 
 
-def test_model_without_image_processor(model, tmp_path):
-    processor = model.image_processor
-    model.attach_image_processor(None)
-    try:
-        with pytest.raises(ValueError, match="no image processor attached"):
-            export_onnx(model, tmp_path / "m.onnx")
-    finally:
-        model.attach_image_processor(processor)
+def test_export_without_a_processor(model, processor, tmp_path):
+    with pytest.raises(ValueError, match=r"needs the model's processor.*processor=PromptPARProcessor"):
+        export_onnx(model, tmp_path / "m.onnx")
+    from par_prompt import PromptPARImageProcessor
+
+    with pytest.raises(ValueError, match="resizes images to 64"):  # one for another model is refused too
+        export_onnx(model, tmp_path / "m.onnx", processor=PromptPARImageProcessor(size=64))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("where, words", [
@@ -76,12 +76,12 @@ def test_unwritable_out(model_dir, tmp_path, where, words):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
 
 
-def test_a_failed_export_keeps_the_old_file_and_leaves_no_partial_one(model, tmp_path, monkeypatch):
+def test_a_failed_export_keeps_the_old_file_and_leaves_no_partial_one(model, processor, tmp_path, monkeypatch):
     path = tmp_path / "m.onnx"
     path.write_bytes(b"the previous export")
     monkeypatch.setitem(export_module.TOLERANCE, "fp32", -1.0)  # every check fails
     with pytest.raises(RuntimeError, match="the file was not written"):
-        export_onnx(model, path)
+        export_onnx(model, path, processor=processor)
     assert path.read_bytes() == b"the previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
@@ -90,10 +90,10 @@ def test_a_failed_export_keeps_the_old_file_and_leaves_no_partial_one(model, tmp
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxscript", "onnxruntime"])
-def test_missing_extra_on_export(model, model_dir, tmp_path, monkeypatch, missing):
+def test_missing_extra_on_export(model, processor, model_dir, tmp_path, monkeypatch, missing):
     monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
     with pytest.raises(MissingExtraError, match=f"needs the {missing} package.*" + re.escape(INSTALL_COMMAND)):
-        export_onnx(model, tmp_path / "m.onnx")
+        export_onnx(model, tmp_path / "m.onnx", processor=processor)
     code, _, err = run_cli("export", "onnx", "--model", model_dir, "--out", tmp_path / "m.onnx")
     assert code == 2
     one_error_line(err, missing, 'pip install "par-prompt[onnx]"')

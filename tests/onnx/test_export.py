@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from par_prompt import PromptPARImageProcessor
+from par_prompt import PromptPARImageProcessor, PromptPARPredictor, PromptPARProcessor
 from par_prompt.inference.predict import predict_probabilities
 from par_prompt.onnx import TOLERANCE, ONNXPromptPARPredictor, export_onnx
 
@@ -48,7 +48,7 @@ def test_the_text_tower_is_not_in_the_graph(onnx_path, model):
     assert (text.max_position_embeddings, text.hidden_size) not in shapes
 
 
-def test_the_metadata_holds_what_predict_needs(onnx_path, model):
+def test_the_metadata_holds_what_predict_needs(onnx_path, model, processor):
     props = {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
     assert props["par_prompt.format"] == "1" and props["par_prompt.precision"] == "fp32"
     assert json.loads(props["par_prompt.attributes"]) == model.config.attributes
@@ -57,18 +57,18 @@ def test_the_metadata_holds_what_predict_needs(onnx_path, model):
     assert json.loads(props["par_prompt.attribute_thresholds"]) is None
     assert json.loads(props["par_prompt.dataset"]) == "pa100k"
     stored = json.loads(props["par_prompt.config"])  # the rest of the config, each value stored once
-    assert stored["clip_config"] == model.config.clip_config and stored["num_regions"] == 4
+    assert stored["clip_config"] == json.loads(json.dumps(model.config.to_dict()["clip_config"]))
+    assert stored["num_regions"] == 4
     assert not {"attributes", "sentences", "threshold", "id2label"} & set(stored)
-    processor = json.loads(props["par_prompt.image_processor"])
-    assert processor["size"] == 32 and processor["image_mean"] == model.image_processor.image_mean
-    assert processor["image_std"] == model.image_processor.image_std
+    stored_processor = json.loads(props["par_prompt.image_processor"])
+    assert stored_processor == processor.image_processor.to_dict() and stored_processor["size"] == 32
 
 
-def test_the_predictor_rebuilds_the_config_and_processor(predictor, model):
+def test_the_predictor_rebuilds_the_config_and_processor(predictor, model, processor):
     ignored = {"_name_or_path", "transformers_version"}
     assert ({k: v for k, v in predictor.config.to_dict().items() if k not in ignored}
             == {k: v for k, v in model.config.to_dict().items() if k not in ignored})
-    assert predictor.image_processor.to_dict() == model.image_processor.to_dict()
+    assert predictor.image_processor.to_dict() == processor.image_processor.to_dict()
 
 
 @pytest.mark.parametrize("batch", [1, 4])
@@ -88,13 +88,13 @@ def test_a_batch_size_never_seen_at_export_runs(predictor, model):
     assert np.abs(probabilities - predict_probabilities(model, values).numpy()).max() <= TOLERANCE["fp32"]
 
 
-def test_the_model_is_left_as_it_was(model, tmp_path):
+def test_the_model_is_left_as_it_was(model, processor, tmp_path):
     """export_onnx puts the model in eval mode for the export and back afterwards; an fp16
     export converts a copy, never the caller's model."""
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     model.train()
     try:
-        export_onnx(model, tmp_path / "half.onnx", fp16=True, opset=23)
+        export_onnx(model, tmp_path / "half.onnx", processor=processor, fp16=True, opset=23)
         assert model.training and model.dtype == torch.float32
     finally:
         model.eval()
@@ -114,7 +114,7 @@ def test_the_model_is_left_as_it_was(model, tmp_path):
         assert np.abs(probabilities - reference).max() <= TOLERANCE["fp16"]
 
 
-def test_mlp_fusion_without_region_prompts(backbones, tmp_path, image_list):
+def test_mlp_fusion_without_region_prompts(backbones, processor, tmp_path, image_list):
     """The other model shapes: the sequence-MLP fusion (fusion_layers=0), no region mask
     (num_regions=0), per-sentence text prompts, per-attribute thresholds, and the settings
     of models imported from the official code (no post-layernorm on the visual tokens,
@@ -123,9 +123,10 @@ def test_mlp_fusion_without_region_prompts(backbones, tmp_path, image_list):
         torch.manual_seed(3)
         model = build_tiny_model(backbones, seed=3, fusion_layers=0, num_regions=0, text_prompt_per_sentence=True,
                                  visual_post_layernorm=False)
-    model.attach_image_processor(PromptPARImageProcessor(size=32, do_pad=False))
+    stretching = PromptPARProcessor(image_processor=PromptPARImageProcessor(size=32, do_pad=False),
+                                    tokenizer=processor.tokenizer)
     model.config.attribute_thresholds = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
-    export_onnx(model.train(), tmp_path / "mlp.onnx")
+    export_onnx(model.train(), tmp_path / "mlp.onnx", processor=stretching)
     assert model.training  # exported in eval mode, then back to training mode
     model.eval()
     predictor = ONNXPromptPARPredictor.from_file(tmp_path / "mlp.onnx")
@@ -135,6 +136,7 @@ def test_mlp_fusion_without_region_prompts(backbones, tmp_path, image_list):
         _, probabilities = predictor.run(values)
         assert np.abs(probabilities - predict_probabilities(model, values).numpy()).max() <= TOLERANCE["fp32"]
     assert predictor.image_processor.do_pad is False
-    for got, expected in zip(predictor.predict(image_list), model.predict(image_list), strict=True):
+    expected_records = PromptPARPredictor(model, stretching).predict(image_list)
+    for got, expected in zip(predictor.predict(image_list), expected_records, strict=True):
         assert got.probabilities == pytest.approx(expected.probabilities, abs=TOLERANCE["fp32"])
         assert got.attributes == expected.attributes and got.threshold == expected.threshold

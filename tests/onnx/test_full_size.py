@@ -35,12 +35,13 @@ def full_size_model():
     spec = importlib.util.spec_from_file_location("bench_onnx", BENCHMARK)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return bench.build_model("b16")
+    return bench.build_model("b16"), bench.build_processor("b16")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_full_size_b16_equals_pytorch_at_batch_1_and_4(full_size_model, tmp_path, precision):
-    export_onnx(full_size_model, tmp_path / "b16.onnx", fp16=precision == "fp16")
+    full_size_model, processor = full_size_model
+    export_onnx(full_size_model, tmp_path / "b16.onnx", processor=processor, fp16=precision == "fp16")
     predictor = ONNXPromptPARPredictor.from_file(tmp_path / "b16.onnx")
     for batch in (1, 4):
         pixels = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))

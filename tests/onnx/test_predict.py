@@ -24,18 +24,18 @@ def assert_same_predictions(onnx_results, torch_results) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_predict_gives_the_records_of_the_pytorch_model(predictor, model, image_list, batch_size):
-    expected = model.predict(image_list, batch_size=batch_size)
+def test_predict_gives_the_records_of_the_pytorch_model(predictor, torch_predictor, image_list, batch_size):
+    expected = torch_predictor.predict(image_list, batch_size=batch_size)
     assert_same_predictions(predictor.predict(image_list, batch_size=batch_size), expected)
     assert 0 < sum(len(p.attributes) for p in expected) < len(expected) * len(ATTRIBUTES)  # thresholds matter
 
 
-def test_thresholds_passed_and_unreadable_inputs(predictor, model, image_list, tmp_path):
+def test_thresholds_passed_and_unreadable_inputs(predictor, model, processor, image_list, tmp_path):
     inputs = [image_list[0], tmp_path / "missing.png", image_list[3]]
     per_attribute = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     for threshold in (0.35, per_attribute):
         got = predictor.predict(inputs, threshold=threshold, return_errors=True)
-        expected = predict(model, inputs, threshold=threshold, return_errors=True)
+        expected = predict(model, inputs, threshold=threshold, processor=processor, return_errors=True)
         assert type(got[1]) is type(expected[1]) and str(got[1]) == str(expected[1])
         assert_same_predictions([got[0], got[2]], [expected[0], expected[2]])
     with pytest.raises(ValueError, match="thresholds for 6 attributes"):
@@ -47,7 +47,7 @@ def test_iter_predictions_streams_in_order(predictor, image_list):
     assert [r.index for r in results] == list(range(len(image_list)))
 
 
-def test_the_file_alone_decides_the_thresholds(onnx_path, tmp_path, image_list, model):
+def test_the_file_alone_decides_the_thresholds(onnx_path, tmp_path, image_list, torch_predictor):
     """Calibrated per-attribute thresholds written into the metadata are what predict uses."""
     proto = onnx.load(onnx_path)
     thresholds = [0.05, 0.95, 0.5, 0.3, 0.7, 0.45]
@@ -57,7 +57,7 @@ def test_the_file_alone_decides_the_thresholds(onnx_path, tmp_path, image_list, 
     calibrated = ONNXPromptPARPredictor.from_file(tmp_path / "calibrated.onnx")
     got = calibrated.predict(image_list)
     assert all(p.threshold == thresholds for p in got)
-    assert_same_predictions(got, model.predict(image_list, threshold=thresholds))
+    assert_same_predictions(got, torch_predictor.predict(image_list, threshold=thresholds))
 
 
 def test_predict_cli_with_onnx_matches_the_pytorch_model(onnx_path, model_dir, image_list):

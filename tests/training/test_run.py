@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from par_prompt import PromptPARModel, compute_par_metrics
+from par_prompt import PromptPARModel, PromptPARProcessor, compute_par_metrics
 from par_prompt.training import PromptPARTrainer, TrainingError, train, trainable_state_dict
 from par_prompt.training.checkpoint import TRAINABLE_STATE_FILE
 from par_prompt.fileio import read_safetensors
@@ -63,7 +63,8 @@ def test_test_split_is_evaluated_once_with_the_exported_adapter(finished, tiny_d
     model = PromptPARModel.from_pretrained(out / "best")
     data = load(str(tiny_data_dir))
     labels = np.asarray(data.splits["test"]["labels"])
-    split = ImageSplit(data.splits["test"], ImageTransform.from_processor(model.image_processor), labels)
+    processor = PromptPARProcessor.from_pretrained(out / "best")  # exported with the model
+    split = ImageSplit(data.splits["test"], ImageTransform.from_processor(processor.image_processor), labels)
     probs, gathered = collect_predictions(model, torch.utils.data.DataLoader(split, batch_size=8))
     expected = compute_par_metrics(probs, gathered, threshold=0.5)
     assert summary["test"]["split"] == "test" and summary["test"]["threshold"] == 0.5

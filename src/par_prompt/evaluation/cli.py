@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from .. import PromptPARModel
+    from .. import PromptPARModel, PromptPARProcessor
     from ..data import load
     from ..data.common import ParDataError
     from ..data.transforms import ImageDecodeError
@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except (ParDataError, OSError, ValueError, KeyError) as error:
         return _fail(f"cannot load the data set {args.dataset!r}: {error}")
     try:
+        processor = PromptPARProcessor.from_pretrained(args.model)
         model = PromptPARModel.from_pretrained(args.model, device=device)
     except (OSError, ValueError, TypeError, KeyError) as error:  # missing / not a PromptPAR folder / bad base
         return _fail(f"cannot load the model {args.model!r}: {error}")
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_model(
             model, data, args.split, threshold=args.threshold, calibrate=args.calibrate,
             batch_size=args.batch_size, num_workers=args.num_workers,
-            model_id=str(args.model), dataset_id=str(args.dataset),
+            model_id=str(args.model), dataset_id=str(args.dataset), processor=processor,
         )
     except (EvaluationError, ParDataError, ImageDecodeError) as error:
         return _fail(error)
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.report())
     saved = None
     if args.save_calibrated is not None:
-        saved = save_with_thresholds(model, result.threshold.value, args.save_calibrated)
+        saved = save_with_thresholds(model, result.threshold.value, args.save_calibrated, processor=processor)
         print(f"\nsaved the model with the calibrated thresholds to {saved}")
     if args.output is not None:
         payload = result.to_json_dict()

@@ -4,8 +4,8 @@ The steps, each its own function so the CLI, the example script and the training
 share them:
 
 1. :func:`check_attributes`: the data set must name the model's attributes, in order.
-2. :func:`predict_split`: probabilities and labels of one split, through the model's own
-   image processor (checked against the model first), with a progress bar
+2. :func:`predict_split`: probabilities and labels of one split, through the model's
+   processor (``PromptPARProcessor``, checked against the model first), with a progress bar
    (:func:`~par_prompt.evaluation.predictions.collect_predictions`). A NaN or infinite
    probability is an :class:`EvaluationError`.
 3. :func:`resolve_threshold`: an explicit threshold, else the model config's
@@ -187,32 +187,34 @@ def resolve_threshold(config: Any, override: Optional[float] = None) -> Threshol
 # ------------------------------------------------------------------- predictions
 
 
-def _image_transform(model: Any):
-    """The evaluation pipeline (no augmentation) of the model's image processor, after
-    checking that processor against the model (:class:`EvaluationError` otherwise)."""
+def _image_transform(model: Any, processor: Any = None):
+    """The evaluation pipeline (no augmentation) of ``processor`` (the model's
+    PromptPARProcessor or its image processor), after checking it against the model
+    (:class:`EvaluationError` otherwise); without one, CLIP's mean and std at the model's
+    image size."""
     from ..data.transforms import ImageTransform
     from ..inference.predict import check_image_processor, model_image_size
 
-    processor = getattr(model, "image_processor", None)
     if processor is None:
         size = model_image_size(model)
-        logger.warning("the model has no image processor; using CLIP's mean/std at size %d", size)
+        logger.warning("no processor was given; using CLIP's mean/std at size %d", size)
         return ImageTransform(size=size, train=False)
     try:
-        check_image_processor(model)
+        image_processor = check_image_processor(model, processor)
     except ValueError as error:
         raise EvaluationError(f"The model's image processor cannot be used: {error}.") from error
-    return ImageTransform.from_processor(processor, train=False)
+    return ImageTransform.from_processor(image_processor, train=False)
 
 
 def predict_split(
     model: Any, data: ParData, split: str, batch_size: int = 32, num_workers: int = 0,
-    progress: Optional[bool] = None,
+    progress: Optional[bool] = None, processor: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and labels of ``data[split]``, in data set order (no augmentation).
 
-    Images go through :class:`~par_prompt.data.ImageTransform` built from the model's
-    image processor, i.e. the same size, padding and normalisation as at inference.
+    Images go through :class:`~par_prompt.data.ImageTransform` built from ``processor``
+    (the model's PromptPARProcessor), i.e. the same size, padding and normalisation as
+    at inference.
     ``progress``: show a progress bar over the batches (None: unless transformers' or
     datasets' progress bars are switched off; see :mod:`par_prompt.progress`).
     :class:`EvaluationError` when the model returns NaN or infinite probabilities.
@@ -224,7 +226,7 @@ def predict_split(
         raise EvaluationError(f"batch_size must be a positive integer, got {batch_size}.")
     if int(num_workers) < 0:
         raise EvaluationError(f"num_workers must be 0 or more, got {num_workers}.")
-    dataset = data.with_image_transforms(_image_transform(model), train_split=None)[split]
+    dataset = data.with_image_transforms(_image_transform(model, processor), train_split=None)[split]
     loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
     bar = progress_bar(loader, total=len(loader), desc=f"evaluate {split}", unit="batch", enabled=progress)
     try:
@@ -249,12 +251,13 @@ def calibrate_on_split(
     batch_size: int = 32,
     num_workers: int = 0,
     grid: Optional[Sequence[float]] = None,
+    processor: Any = None,
 ) -> np.ndarray:
     """Per-attribute thresholds maximising each attribute's mA on ``data[split]``
     (:func:`~par_prompt.metrics.calibrate_thresholds`); a (N,) float64 array."""
     check_split(data, split, "calibrate the thresholds on")
     check_attributes(model.config.attributes, data.attributes, _label_width(data.splits[split]))
-    probs, labels = predict_split(model, data, split, batch_size, num_workers)
+    probs, labels = predict_split(model, data, split, batch_size, num_workers, processor=processor)
     return calibrate_thresholds(probs, labels, grid=grid)
 
 
@@ -392,11 +395,14 @@ def evaluate_model(
     num_workers: int = 0,
     model_id: Optional[str] = None,
     dataset_id: Optional[str] = None,
+    processor: Any = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data[split]``.
 
     Args:
         model: a :class:`~par_prompt.PromptPARModel`.
+        processor: its :class:`~par_prompt.PromptPARProcessor` (the images are prepared
+            as at inference); without one, CLIP's mean and std at the model's size.
         data: the :class:`~par_prompt.data.ParData` (its attributes must equal the model's).
         split: the split to score.
         threshold: a global threshold in [0, 1] overriding the model config's.
@@ -429,13 +435,14 @@ def evaluate_model(
 
     calibration_images = None
     if calibrate:
-        calibrated = calibrate_on_split(model, data, calibration_split, batch_size, num_workers)
+        calibrated = calibrate_on_split(model, data, calibration_split, batch_size, num_workers,
+                                        processor=processor)
         calibration_images = len(data.splits[calibration_split])
         choice = ThresholdChoice([float(t) for t in calibrated], f"calibrated on {calibration_split}")
     else:
         choice = resolve_threshold(model.config, threshold)
 
-    probs, labels = predict_split(model, data, split, batch_size, num_workers)
+    probs, labels = predict_split(model, data, split, batch_size, num_workers, processor=processor)
     metrics = compute_par_metrics(probs, labels, threshold=choice.value, attribute_names=model.config.attributes)
     return EvaluationResult(
         metrics=metrics, threshold=choice, model=model_id, dataset=dataset_id, split=split,
@@ -443,8 +450,10 @@ def evaluate_model(
     )
 
 
-def save_with_thresholds(model: Any, thresholds: Sequence[float], directory: Union[str, os.PathLike]) -> Path:
-    """Save ``model`` to ``directory`` with ``config.attribute_thresholds = thresholds``.
+def save_with_thresholds(model: Any, thresholds: Sequence[float], directory: Union[str, os.PathLike],
+                         processor: Any = None) -> Path:
+    """Save ``model`` to ``directory`` with ``config.attribute_thresholds = thresholds``,
+    and ``processor`` (its PromptPARProcessor) with it when given.
 
     ``save_pretrained`` writes atomically. The in-memory model's config is restored
     afterwards, so the call has no lasting side effect on ``model``.
@@ -460,6 +469,8 @@ def save_with_thresholds(model: Any, thresholds: Sequence[float], directory: Uni
     model.config.attribute_thresholds = values
     try:
         model.save_pretrained(directory)
+        if processor is not None:
+            processor.save_pretrained(directory)
     finally:
         model.config.attribute_thresholds = previous
     return Path(directory)

@@ -1,5 +1,6 @@
-"""Inference: ``predict`` on raw images, the ``pedestrian-attribute-recognition``
-pipeline task, attention pictures, and the ``predict`` / ``visualize`` commands."""
+"""Inference: ``predict`` on raw images, :class:`PromptPARPredictor` (a model with its
+processor), the ``pedestrian-attribute-recognition`` pipeline task, attention pictures,
+and the ``predict`` / ``visualize`` commands."""
 
 from .pipeline import PedestrianAttributeRecognitionPipeline, register_pipeline
 from .predict import (
@@ -11,6 +12,8 @@ from .predict import (
            predict,
            predict_probabilities,
 )
+from .predictor import PromptPARPredictor
 
 __all__ = ["AttributePrediction", "ImageInputError", "NonFiniteOutputError", "PedestrianAttributeRecognitionPipeline",
-           "check_image_processor", "iter_predictions", "predict", "predict_probabilities", "register_pipeline"]
+           "PromptPARPredictor", "check_image_processor", "iter_predictions", "predict", "predict_probabilities",
+           "register_pipeline"]

@@ -9,7 +9,7 @@ there, a model that does not load or whose image processor does not fit it, or a
 that returns NaN. Output files are written atomically: an interrupted or failed run
 leaves no partial file.
 
-The pieces a predictor other than PromptPARModel needs (:func:`prepare_predict`,
+The pieces a predictor other than PromptPARPredictor needs (:func:`prepare_predict`,
 :func:`resolve_device`, :func:`write_predictions`, and the inputs and writers modules)
 are plain functions, shared.
 """
@@ -199,15 +199,16 @@ def _quiet_transformers(verbose: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(args: argparse.Namespace, command: str):
-    """The model named by ``--model`` on ``--device`` (checked), with its image processor
-    checked against it; None after reporting why not."""
+def load_predictor(args: argparse.Namespace, command: str):
+    """The predictor of ``--model`` (a :class:`~par_prompt.inference.PromptPARPredictor`:
+    the model on ``--device``, checked, and its processor, checked against it) or of
+    ``--onnx``; None after reporting why not."""
     if getattr(args, "onnx", None):  # predict --onnx: the ONNX Runtime predictor
-        from ..onnx.cli import load_predictor
+        from ..onnx.cli import load_predictor as load_onnx_predictor
 
-        return load_predictor(args, command)
-    from ..modeling import PromptPARModel
-    from .predict import check_image_processor
+        return load_onnx_predictor(args, command)
+    from ..modeling import PromptPARModel, PromptPARProcessor
+    from .predictor import PromptPARPredictor
 
     try:
         device = resolve_device(args.device)
@@ -216,16 +217,16 @@ def load_model(args: argparse.Namespace, command: str):
         return None
     try:
         with _quiet_transformers(args.verbose):
+            processor = PromptPARProcessor.from_pretrained(args.model, revision=args.revision)
             model = PromptPARModel.from_pretrained(args.model, revision=args.revision, device=device)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
         report_error(command, f"cannot load the model {args.model!r}: {error}")
         return None
     try:
-        check_image_processor(model)
+        return PromptPARPredictor(model, processor)
     except ValueError as error:
         report_error(command, f"the model {args.model!r} cannot be used: {error}")
         return None
-    return model
 
 
 def check_not_an_input(output: str, inputs: Iterable[str], option: str = "--output") -> None:
@@ -311,19 +312,19 @@ def prepare_predict(args: argparse.Namespace, command: str = "predict") -> Optio
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``predict``: one output record per image, errors on stderr."""
-    from .predict import NonFiniteOutputError, iter_predictions
+    from .predict import NonFiniteOutputError
 
     prepared = prepare_predict(args)
     if prepared is None:
         return 2
     images, fmt = prepared
-    model = load_model(args, "predict")
-    if model is None:
+    predictor = load_predictor(args, "predict")
+    if predictor is None:
         return 2
-    results = iter_predictions(model, images, threshold=args.threshold, batch_size=args.batch_size,
-                               return_errors=True)
+    results = predictor.iter_predictions(images, threshold=args.threshold, batch_size=args.batch_size,
+                                         return_errors=True)
     try:
-        failures = write_predictions("predict", results, images, list(model.config.attributes), fmt,
+        failures = write_predictions("predict", results, images, list(predictor.config.attributes), fmt,
                                      args.output, args.top_k)
     except (NonFiniteOutputError, OSError) as error:
         return report_error("predict", error)
@@ -350,9 +351,10 @@ def run_visualize(args: argparse.Namespace) -> int:
         check_not_an_input(args.out, [args.image], "--out")
     except ValueError as error:
         return report_error("visualize", error)
-    model = load_model(args, "visualize")
-    if model is None:
+    predictor = load_predictor(args, "visualize")
+    if predictor is None:
         return 2
+    model = predictor.model
     config = model.config
     try:  # the picture's size follows from the config: refuse a huge one before any work
         drawn = min(args.top_k, config.num_attributes) if config.fusion_layers > 0 else 0
@@ -363,7 +365,8 @@ def run_visualize(args: argparse.Namespace) -> int:
     for note in drawing_warnings(config, args.top_k, option="--top-k"):
         _warn("visualize", note)
     try:
-        maps = attention_maps(model, args.image, threshold=args.threshold, model_name=args.model)
+        maps = attention_maps(model, args.image, threshold=args.threshold, model_name=args.model,
+                              processor=predictor.processor)
     except ImageInputError as error:
         _error("visualize", error)
         return 1

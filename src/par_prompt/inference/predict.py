@@ -2,18 +2,24 @@
 
 The path of one image::
 
-    input --load_image--> PIL image --model.image_processor--> (3, S, S)
+    input --load_image--> PIL image --processor's image processor--> (3, S, S)
           --model forward, torch.inference_mode--> logits --sigmoid--> probabilities
           --thresholds--> attributes
 
-* The image processor is checked first (:func:`check_image_processor`): its settings
-  must be valid and its ``size`` must equal the image size of the model's CLIP tower,
-  so a broken ``preprocessor_config.json`` fails before any image is read.
+* The model holds no image processor: the caller gives the processor
+  (``predict(model, images, processor=PromptPARProcessor.from_pretrained(MODEL))``, or
+  :class:`~par_prompt.inference.PromptPARPredictor`, which holds both). It is checked
+  first (:func:`check_image_processor`): its settings must be valid and its ``size``
+  must equal the image size of the model's CLIP tower, so a broken processor config
+  fails before any image is read.
 * Loading: a path is checked to exist and to be a regular file (a FIFO, a device or a
   socket would block or never end) and decoded (a large JPEG at reduced scale, so a
-  10000×10000 photo never sits in memory at full size); arrays and tensors become PIL
-  images. Images smaller than :data:`MIN_IMAGE_SIDE` pixels on a side are refused: they
-  carry no attribute information (a 1×1 input is a broken file, not a pedestrian).
+  10000×10000 photo never sits in memory at full size, upright by its EXIF
+  orientation); an ``http(s)://`` URL, a ``data:image/...;base64,`` URI or a bare base64
+  string is fetched and decoded by transformers' own ``load_image``; arrays and tensors
+  become PIL images. Images smaller than :data:`MIN_IMAGE_SIDE` pixels on a side are
+  refused: they carry no attribute information (a 1×1 input is a broken file, not a
+  pedestrian).
 * Each image goes through the processor right after it is decoded, so a batch holds
   ``batch_size`` resized ``(3, S, S)`` tensors, never ``batch_size`` full-size images.
 * Every failure of one input raises :class:`ImageInputError` naming its position and
@@ -35,10 +41,13 @@ The path of one image::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
+
+import re
 
 import numpy as np
 import torch
@@ -47,6 +56,14 @@ from ..data.transforms import ImageDecodeError, decode_image
 
 #: Smallest accepted width and height of an input image, in pixels.
 MIN_IMAGE_SIDE = 8
+#: Seconds to wait for an image URL (transformers' ``load_image`` has no limit by default).
+URL_TIMEOUT = 30.0
+URL_PREFIXES = ("http://", "https://")
+DATA_URI_PREFIX = "data:image/"
+#: A string this long of base64 characters only, that names no file, is taken as an
+#: encoded image (no image file encodes to fewer characters).
+MIN_BASE64_LENGTH = 64
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
 
 Threshold = Union[float, list[float]]
 
@@ -166,8 +183,25 @@ def iter_inputs(images: Any) -> Iterator[Any]:
         )
 
 
+def encoded_image_kind(value: Any) -> Optional[str]:
+    """``"URL"`` or ``"base64"`` for a string that is an image URL or an encoded image
+    (see :func:`load_image`), else None (a path, or not a string)."""
+    if not isinstance(value, str):
+        return None
+    if value.startswith(URL_PREFIXES):
+        return "URL"
+    if value.startswith(DATA_URI_PREFIX):
+        return "base64"
+    if len(value) >= MIN_BASE64_LENGTH and _BASE64.fullmatch(value) and not os.path.exists(value):
+        return "base64"
+    return None
+
+
 def describe_source(value: Any) -> Optional[str]:
-    """The file an input comes from, when it names one."""
+    """The file or URL an input comes from, when it names one (an encoded image: None)."""
+    kind = encoded_image_kind(value)
+    if kind is not None:
+        return value if kind == "URL" else None
     if isinstance(value, (str, Path)):
         return str(value)
     if isinstance(value, dict):
@@ -194,16 +228,22 @@ def check_image_file(path: Path, index: int, source: Optional[str]) -> None:
         raise ImageInputError(index, source, f"this is {kind}, not an image file; give a regular image file")
 
 
-def load_image(value: Any, index: int, size_hint: Optional[int] = None):
+def load_image(value: Any, index: int, size_hint: Optional[int] = None, timeout: Optional[float] = None):
     """``value`` as a decoded PIL image; :class:`ImageInputError` naming it otherwise.
 
     ``size_hint`` (the model's input side) lets a large JPEG be decoded at reduced scale.
+    A URL or an encoded image (:func:`encoded_image_kind`) goes through transformers'
+    ``load_image`` (upright by its EXIF orientation, RGB), waiting at most ``timeout``
+    seconds (default :data:`URL_TIMEOUT`) for a URL.
     """
     from ..image_processing import array_to_pil
 
     source = describe_source(value)
+    kind = encoded_image_kind(value)
     try:
-        if isinstance(value, (str, Path)):
+        if kind is not None:
+            image = _load_encoded(value, kind, URL_TIMEOUT if timeout is None else timeout)
+        elif isinstance(value, (str, Path)):
             path = Path(value)
             check_image_file(path, index, source)
             image = decode_image(path, index, size_hint=size_hint)
@@ -227,10 +267,26 @@ def load_image(value: Any, index: int, size_hint: Optional[int] = None):
     return image
 
 
-def preprocess_image(processor, value: Any, index: int) -> torch.Tensor:
+def _load_encoded(value: str, kind: str, timeout: float):
+    """A URL or base64 image through transformers' ``load_image``; its errors (network,
+    undecodable data) become ValueError naming the kind of input."""
+    from transformers.image_utils import load_image as transformers_load_image
+
+    try:
+        return transformers_load_image(value, timeout=timeout)
+    except Exception as error:  # httpx, base64, PIL raise many types
+        if kind == "URL":
+            raise ValueError(f"the image URL could not be read ({type(error).__name__}: "
+                             f"{' '.join(str(error).split())[:200]})") from None
+        # transformers' message repeats the whole string: not worth a line
+        raise ValueError("the base64 data is not an image; give a base64-encoded image file (PNG, JPEG, ...), or "
+                         "a data:image/...;base64, URI") from None
+
+
+def preprocess_image(processor, value: Any, index: int, timeout: Optional[float] = None) -> torch.Tensor:
     """Load and preprocess one input: ``(3, S, S)`` float32. The decoded image is dropped
     as soon as it is resized, so only the tensor outlives the call."""
-    image = load_image(value, index, size_hint=getattr(processor, "size", None))
+    image = load_image(value, index, size_hint=getattr(processor, "size", None), timeout=timeout)
     return _process_one(processor, image, index, describe_source(value))
 
 
@@ -239,16 +295,24 @@ def model_image_size(model) -> int:
     return int(model.config.get_clip_config().vision_config.image_size)
 
 
-def check_image_processor(model, processor: Any = None):
-    """The processor to use for ``model`` (``model.image_processor`` unless given),
-    checked: present, with valid settings, and with ``size`` equal to the image size of
-    the model's CLIP vision tower. ``ValueError`` with the fix otherwise."""
-    processor = model.image_processor if processor is None else processor
+def image_processor_from(processor: Any):
+    """The image processor of ``processor``: a PromptPARProcessor's, or ``processor``
+    itself when it is an image processor."""
+    return getattr(processor, "image_processor", processor)
+
+
+def check_image_processor(model, processor: Any):
+    """The image processor of ``processor`` (a PromptPARProcessor or a
+    PromptPARImageProcessor) for ``model``, checked: present, with valid settings, and
+    with ``size`` equal to the image size of the model's CLIP vision tower.
+    ``ValueError`` with the fix otherwise."""
     if processor is None:
         raise ValueError(
-            "This model has no image processor attached. Load it with PromptPARModel.from_pretrained, or call "
-            "model.attach_image_processor(PromptPARImageProcessor(size=...))."
+            "No processor was given, and the model holds none: pass processor=PromptPARProcessor.from_pretrained("
+            "MODEL) (the folder or Hub id the model came from), or use "
+            "par_prompt.inference.PromptPARPredictor.from_pretrained(MODEL), which loads both."
         )
+    processor = image_processor_from(processor)
     validate = getattr(processor, "validate", None)
     if callable(validate):
         validate()
@@ -256,8 +320,8 @@ def check_image_processor(model, processor: Any = None):
     if size != expected:
         raise ValueError(
             f"the image processor resizes images to {size!r} pixels but the model's CLIP vision tower takes "
-            f"{expected}×{expected}; set \"size\": {expected} in the model's preprocessor_config.json (or attach "
-            f"PromptPARImageProcessor(size={expected}))"
+            f"{expected}×{expected}; set \"size\": {expected} in the processor's config (processor_config.json), or "
+            f"use PromptPARImageProcessor(size={expected})"
         )
     return processor
 
@@ -337,12 +401,13 @@ def iter_predictions(
     threshold: Union[None, float, Sequence[float]] = None,
     batch_size: int = 32,
     *,
+    processor: Any = None,
     return_errors: bool = False,
 ) -> Iterator[Union[AttributePrediction, ImageInputError]]:
     """Like :func:`predict`, one result at a time, in input order. Inputs are read
     lazily, ``batch_size`` at a time."""
     _check_batch_size(batch_size)
-    processor = check_image_processor(model)
+    processor = check_image_processor(model, processor)
     thresholds, shown = resolve_thresholds(model.config, threshold)
     inputs = enumerate(iter_inputs(images))
     while chunk := [item for _, item in zip(range(batch_size), inputs)]:
@@ -384,17 +449,23 @@ def predict(
     threshold: Union[None, float, Sequence[float]] = None,
     batch_size: int = 32,
     *,
+    processor: Any = None,
     return_errors: bool = False,
 ) -> list[Union[AttributePrediction, ImageInputError]]:
     """Predict the attributes of each image.
 
     Args:
-        model: a :class:`~par_prompt.PromptPARModel` with its image processor attached
-            (``from_pretrained`` attaches the saved one).
-        images: a PIL image, a file path, a numpy array (``H×W×C`` or ``H×W``), a tensor
-            (``C×H×W``), or a list of these; grey and RGBA images are converted to RGB.
+        model: a :class:`~par_prompt.PromptPARModel` (or a model-like predictor: the
+            ONNX one).
+        images: a PIL image, a file path, an image URL, a base64-encoded image (or
+            ``data:image/...;base64,`` URI), a numpy array (``H×W×C`` or ``H×W``), a
+            tensor (``C×H×W``), or a list of these; grey and RGBA images are converted
+            to RGB.
         threshold: None (the config's thresholds), a float in [0, 1], or one per attribute.
         batch_size: images per forward pass.
+        processor: the model's :class:`~par_prompt.PromptPARProcessor` (or its
+            :class:`~par_prompt.PromptPARImageProcessor`), e.g.
+            ``PromptPARProcessor.from_pretrained(MODEL)``; required.
         return_errors: put an :class:`ImageInputError` in the place of each input that
             cannot be read, instead of raising it.
 
@@ -406,8 +477,9 @@ def predict(
             corrupt image, wrong array shape, smaller than :data:`MIN_IMAGE_SIDE`),
             naming its index.
         NonFiniteOutputError: the model returned NaN or infinite probabilities.
-        ValueError: a threshold outside [0, 1], a bad ``batch_size``, or an image
-            processor that is missing, invalid or sized for another model.
+        ValueError: a threshold outside [0, 1], a bad ``batch_size``, or a processor
+            that is missing, invalid or sized for another model.
     """
-    return list(iter_predictions(model, images, threshold, batch_size, return_errors=return_errors))
+    return list(iter_predictions(model, images, threshold, batch_size, processor=processor,
+                                 return_errors=return_errors))
 

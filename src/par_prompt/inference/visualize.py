@@ -203,11 +203,12 @@ def last_fusion_attention(model) -> Optional[torch.nn.Module]:
     return None if not layers else layers[-1].attention
 
 
-def image_processor_of(model):
-    """The image processor that prepares ``model``'s input, checked against the model
+def image_processor_of(model, processor):
+    """The image processor of ``processor`` (the model's PromptPARProcessor, or its image
+    processor) that prepares ``model``'s input, checked against the model
     (:func:`~par_prompt.inference.predict.check_image_processor`). The one place this
     module gets it."""
-    return check_image_processor(model)
+    return check_image_processor(model, processor)
 
 
 def content_box(width: int, height: int, pad: bool = True) -> tuple[float, float, float, float]:
@@ -283,15 +284,16 @@ def drawing_warnings(config, top_k: int, option: str = "top_k") -> list[str]:
 
 
 def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[float]] = None,
-                   model_name: Optional[str] = None) -> AttentionMaps:
+                   model_name: Optional[str] = None, *, processor: Any = None) -> AttentionMaps:
     """Run ``model`` on one image (anything :func:`~par_prompt.inference.predict`
-    takes) and collect its attention maps; see the module docstring. ``model_name``
-    (e.g. the id or folder it was loaded from) names the model in the header; by
-    default its config's ``name_or_path``."""
+    takes), prepared by ``processor`` (the model's PromptPARProcessor; required), and
+    collect its attention maps; see the module docstring. ``model_name`` (e.g. the id or
+    folder it was loaded from) names the model in the header; by default its config's
+    ``name_or_path``."""
     from PIL import Image
 
     config = model.config
-    processor = image_processor_of(model)
+    processor = image_processor_of(model, processor)
     thresholds, shown = resolve_thresholds(config, threshold)
     picture = load_image(image, 0, size_hint=getattr(processor, "size", None))
     # Exactly the input predict() builds: the loaded image through the processor.
@@ -642,6 +644,8 @@ def render(maps: AttentionMaps, top_k: int = 5, panel: int = PANEL):
 
 
 def visualize(model, image: Any, top_k: int = 5, panel: int = PANEL,
-              threshold: Union[None, float, Sequence[float]] = None, model_name: Optional[str] = None):
+              threshold: Union[None, float, Sequence[float]] = None, model_name: Optional[str] = None, *,
+              processor: Any = None):
     """:func:`attention_maps` then :func:`render`: the picture for one image (PIL RGB)."""
-    return render(attention_maps(model, image, threshold, model_name), top_k=top_k, panel=panel)
+    return render(attention_maps(model, image, threshold, model_name, processor=processor), top_k=top_k,
+                  panel=panel)

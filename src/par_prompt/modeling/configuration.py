@@ -32,10 +32,20 @@ REGION_PROMPT_FIELDS = (
 )
 
 
-def _as_dict(config: Union[None, dict, PreTrainedConfig]) -> Optional[dict]:
-    if config is None or isinstance(config, dict):
-        return config
-    return config.to_dict()
+PROBLEM_TYPE = "multi_label_classification"
+
+
+def _sub_config(field: str, value: Union[None, dict, PreTrainedConfig], config_class):
+    """``value`` as a ``config_class`` object (a dict is turned into one; transformers'
+    strict dataclasses raise several error types, reported as one ValueError naming the field)."""
+    if value is None or isinstance(value, config_class):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be a {config_class.__name__} or its dict, got {type(value).__name__}.")
+    try:
+        return config_class.from_dict(value)
+    except Exception as error:
+        raise ValueError(f"{field} is not a valid {config_class.__name__}: {' '.join(str(error).split())[:300]}") from None
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -93,44 +103,99 @@ def _check_argument_types(values: dict[str, Any]) -> None:
 
 
 class PromptPARConfig(PreTrainedConfig):
-    """Configuration of :class:`PromptPARModel` (``model_type="prompt_par"``).
+    r"""
+    The configuration of a [`PromptPARModel`] (`model_type="prompt_par"`): everything needed to rebuild one.
 
-    Backbones are given by reference (``clip_name_or_path``, ``fusion_name_or_path``: a
-    Hub id or a local directory) and by architecture (``clip_config``, ``fusion_config``).
-    The architecture lets ``PromptPARModel(config)`` build without any file, e.g. on the
-    meta device; the reference tells ``from_pretrained`` where the frozen weights live.
-    A backbone with a config but no reference is randomly initialised, and its weights
-    are then saved with the model (they could not be rebuilt otherwise).
+    The backbones are given by reference (`clip_name_or_path`, `fusion_name_or_path`: a Hub id or a local
+    directory) and by architecture (`clip_config`, `fusion_config`, kept as [`CLIPConfig`] and [`ViTConfig`]
+    objects; see `sub_configs`). The architecture lets `PromptPARModel(config)` build without any file, e.g. on the
+    meta device; the reference tells `from_pretrained` where the frozen weights live. A backbone with a config but
+    no reference is randomly initialised, and its weights are then saved with the model.
+
+    The model is a multi-label image classifier: `problem_type` is `"multi_label_classification"`, and `id2label` /
+    `label2id` follow `attributes`, so `AutoModelForImageClassification` and the `image-classification` pipeline
+    take a saved model as it is.
 
     Args:
-        attributes: attribute names, in label order (N of them).
-        sentences: one sentence per attribute; default: ``expand_attributes(attributes, dataset)``.
-        dataset: benchmark whose sentence table to use ("pa100k", "peta", "rapv1", "rapv2").
-        clip_name_or_path, clip_revision, clip_config: the CLIP backbone (both towers).
-        fusion_name_or_path, fusion_revision, fusion_config: the ViT whose last
-            ``fusion_layers`` layers and final layer norm initialise the MM-Former.
-        fusion_layers: MM-Former layers; 0 replaces them by a trainable MLP over the
-            sequence axis (paper Table VI).
-        num_regions ... prompt_init: the region-prompt settings (see RegionPromptConfig).
-        gl_alpha: weight of the global-local loss (α, docs/method.md §6).
-        gl_threshold: τ of the aggregator (docs/method.md §5).
-        threshold: probability threshold for predictions and metrics.
-        attribute_thresholds: optional per-attribute thresholds (calibrated), overriding
-            ``threshold``.
-        visual_post_layernorm: pass the visual tokens through CLIP's post-layernorm before
-            the visual projection (docs/method.md §2). False reproduces the official
-            PromptPAR code, which skips it (models imported with ``import-official``).
-        save_id, base_fingerprints, sentence_token_ids: written by ``save_pretrained``
-            and checked by ``from_pretrained`` (leave them None): the id shared by the
-            files of one save, fingerprints of the frozen CLIP and fusion weights, and the
-            token ids of the sentences, which the loaded tokenizer must reproduce.
+        attributes (`list[str]`, *optional*):
+            The names of the N attributes, in label order.
+        sentences (`list[str]`, *optional*):
+            One sentence per attribute, fed to the CLIP text tower. Defaults to
+            `expand_attributes(attributes, dataset)`.
+        dataset (`str`, *optional*):
+            The benchmark whose sentence table to use (`"pa100k"`, `"peta"`, `"rapv1"`, `"rapv2"`).
+        clip_name_or_path (`str`, *optional*):
+            The CLIP backbone (both towers): a Hub id or a local directory. `None` bundles its weights with the model.
+        clip_revision (`str`, *optional*):
+            The Hub revision of `clip_name_or_path`.
+        clip_config (`CLIPConfig` or `dict`, *optional*):
+            The CLIP's architecture. A dict is turned into a `CLIPConfig`.
+        fusion_name_or_path (`str`, *optional*):
+            The ViT whose last `fusion_layers` layers and final layer norm initialise the MM-Former.
+        fusion_revision (`str`, *optional*):
+            The Hub revision of `fusion_name_or_path`.
+        fusion_config (`ViTConfig` or `dict`, *optional*):
+            The fusion ViT's architecture. A dict is turned into a `ViTConfig`.
+        fusion_layers (`int`, *optional*, defaults to 1):
+            MM-Former layers; 0 replaces them by a trainable MLP over the sequence axis (paper Table VI).
+        num_regions (`int`, *optional*, defaults to 4):
+            K, the horizontal regions of the image, each with its own prompts and class token.
+        overlap_rows (`int`, *optional*, defaults to 2):
+            Patch rows shared by neighbouring regions.
+        prompts_per_group (`int`, *optional*, defaults to 10):
+            m, the visual prompts of each group (global and per region).
+        vision_depth (`int`, *optional*):
+            Vision layers that get deep prompts (default: all).
+        text_prompts (`int`, *optional*, defaults to 3):
+            Text prompt tokens per layer.
+        text_depth (`int`, *optional*):
+            Text layers that get deep prompts (default: all).
+        text_prompt_per_sentence (`bool`, *optional*, defaults to `False`):
+            One set of text prompts per sentence instead of one shared set.
+        prompt_init (`str`, *optional*, defaults to `"uniform"`):
+            How the prompts are initialised (see `RegionPromptConfig`).
+        gl_alpha (`float`, *optional*, defaults to 0.5):
+            The weight α of the global-local loss (docs/method.md §6).
+        gl_threshold (`float`, *optional*, defaults to 0.5):
+            τ of the global-local aggregator (docs/method.md §5).
+        threshold (`float`, *optional*, defaults to 0.5):
+            The probability threshold of predictions and metrics.
+        attribute_thresholds (`list[float]`, *optional*):
+            Per-attribute thresholds (calibrated), overriding `threshold`.
+        visual_post_layernorm (`bool`, *optional*, defaults to `True`):
+            Pass the visual tokens through CLIP's post-layernorm before the visual projection (docs/method.md §2).
+            `False` reproduces the official PromptPAR code, which skips it (models imported with `import-official`).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            The standard deviation of the initial weights of the projections and heads.
+        save_id (`str`, *optional*):
+            Written by `save_pretrained` (leave it `None`): the id shared by the files of one save.
+        base_fingerprints (`dict[str, str]`, *optional*):
+            Written by `save_pretrained` (leave it `None`): fingerprints of the frozen CLIP and fusion weights,
+            checked by `from_pretrained`.
+        sentence_token_ids (`list[list[int]]`, *optional*):
+            The CLIP token ids of each sentence (`[SOT, ..., EOT]`, unpadded): all the model needs of the tokenizer.
+            `PromptPARModel.from_backbones` sets them with the processor's tokenizer; a model built from a config
+            without them can only run after `model.set_sentence_token_ids(...)`. `PromptPARProcessor.from_pretrained`
+            checks that its tokenizer reproduces them.
 
-    Every value is checked at construction (types, ranges, and sizes against the backbone
-    architectures, with the limits ``MAX_ATTRIBUTES``, ``MAX_SENTENCE_CHARACTERS`` and
-    ``MAX_VISUAL_TOKENS``); a bad value is a ValueError that names the field.
+    Every value is checked at construction (types, ranges, and sizes against the backbone architectures, with the
+    limits `MAX_ATTRIBUTES`, `MAX_SENTENCE_CHARACTERS` and `MAX_VISUAL_TOKENS`); a bad value is a `ValueError` that
+    names the field.
+
+    Example:
+
+    ```python
+    >>> from par_prompt import PromptPARConfig, PromptPARModel
+    >>> from par_prompt.testing import tiny_clip_config, tiny_vit_config
+
+    >>> config = PromptPARConfig(attributes=["Hat", "Backpack"], clip_config=tiny_clip_config(),
+    ...                          fusion_config=tiny_vit_config())
+    >>> model = PromptPARModel(config)  # random backbones; set the sentences' token ids before running it
+    ```
     """
 
     model_type = "prompt_par"
+    sub_configs = {"clip_config": CLIPConfig, "fusion_config": ViTConfig}
 
     def __init__(
         self,
@@ -174,6 +239,10 @@ class PromptPARConfig(PreTrainedConfig):
             raise ValueError(f"id2label must be an object mapping ids to attribute names, got {type(id2label).__name__}.")
         kwargs.pop("label2id", None)
         kwargs.pop("num_labels", None)
+        problem_type = kwargs.pop("problem_type", None)
+        if problem_type not in (None, PROBLEM_TYPE):
+            raise ValueError(f"problem_type must be {PROBLEM_TYPE!r} (PromptPAR predicts each attribute on its own), "
+                             f"got {problem_type!r}.")
         try:
             labels = [id2label[key] for key in sorted(id2label, key=int)] if id2label else None
         except (TypeError, ValueError) as error:
@@ -189,10 +258,8 @@ class PromptPARConfig(PreTrainedConfig):
         self.dataset = dataset
         self.clip_name_or_path = clip_name_or_path
         self.clip_revision = clip_revision
-        self.clip_config = _as_dict(clip_config)
         self.fusion_name_or_path = fusion_name_or_path
         self.fusion_revision = fusion_revision
-        self.fusion_config = _as_dict(fusion_config)
         self.fusion_layers = fusion_layers
         self.num_regions = num_regions
         self.overlap_rows = overlap_rows
@@ -212,7 +279,11 @@ class PromptPARConfig(PreTrainedConfig):
         self.base_fingerprints = dict(base_fingerprints) if base_fingerprints is not None else None
         self.sentence_token_ids = [list(ids) for ids in sentence_token_ids] if sentence_token_ids is not None else None
         kwargs["id2label"] = {i: name for i, name in enumerate(self.attributes)}
-        super().__init__(**kwargs)
+        super().__init__(problem_type=PROBLEM_TYPE, **kwargs)
+        # After PreTrainedConfig's own set-up, which would hand its attention settings down to
+        # the sub-configs: a backbone's config given as an object is shared with that backbone.
+        self.clip_config = _sub_config("clip_config", clip_config, CLIPConfig)
+        self.fusion_config = _sub_config("fusion_config", fusion_config, ViTConfig)
         self.label2id = {name: i for i, name in enumerate(self.attributes)}
         self.check()
 
@@ -221,6 +292,8 @@ class PromptPARConfig(PreTrainedConfig):
         that does not fit the backbones (checked before anything is allocated). Runs at
         construction; ``save_pretrained`` runs it again before writing."""
         _check_argument_types({name: getattr(self, name) for name in _argument_hints() if hasattr(self, name)})
+        for field, config_class in self.sub_configs.items():  # a dict assigned since construction
+            setattr(self, field, _sub_config(field, getattr(self, field), config_class))
         if len(self.attributes) > MAX_ATTRIBUTES:
             raise ValueError(f"attributes has {len(self.attributes)} entries; PromptPAR takes at most {MAX_ATTRIBUTES}.")
         if len(set(self.attributes)) != len(self.attributes):
@@ -299,8 +372,16 @@ class PromptPARConfig(PreTrainedConfig):
                         f"{name.split('_')[0]} tower."
                     )
             context = text["max_position_embeddings"]
-            longest = max((len(row) for row in self.sentence_token_ids or ()), default=3)
+            lengths = [len(row) for row in self.sentence_token_ids or ()]
+            longest = max(lengths, default=3)
             if self.text_prompts + longest > context:
+                if self.sentences is not None and len(self.sentences) == len(lengths):
+                    sentence = self.sentences[lengths.index(longest)]
+                    raise ValueError(
+                        f"text_prompts={self.text_prompts} leaves no room in CLIP's {context} text positions for the "
+                        f"sentence {sentence[:80]!r} ({longest} tokens with its start and end tokens); shorten it, or "
+                        f"use at most {context - longest} text prompts."
+                    )
                 raise ValueError(
                     f"text_prompts={self.text_prompts} leaves no room in CLIP's {context} text positions for a "
                     f"sentence of {longest} tokens; use at most {context - longest} text prompts."
@@ -348,23 +429,22 @@ class PromptPARConfig(PreTrainedConfig):
         # overwrite it here with the in-memory model's name).
         return RegionPromptConfig(**settings)
 
-    def _backbone_config(self, field: str, config_class):
+    def _backbone_config(self, field: str):
         value = getattr(self, field)
         if value is None:
             raise ValueError(
                 f"This PromptPARConfig has no {field}. Build it with PromptPARConfig.from_backbones(...), or pass "
-                f"{field} (a {config_class.__name__} or its dict)."
+                f"{field} (a {self.sub_configs[field].__name__} or its dict)."
             )
-        try:
-            return config_class.from_dict(value)
-        except Exception as error:  # transformers' strict dataclasses raise several types
-            raise ValueError(f"{field} is not a valid {config_class.__name__}: {' '.join(str(error).split())[:300]}") from None
+        return value
 
     def get_clip_config(self) -> CLIPConfig:
-        return self._backbone_config("clip_config", CLIPConfig)
+        """``clip_config``, or a ValueError saying how to give one."""
+        return self._backbone_config("clip_config")
 
     def get_fusion_config(self) -> ViTConfig:
-        return self._backbone_config("fusion_config", ViTConfig)
+        """``fusion_config``, or a ValueError saying how to give one."""
+        return self._backbone_config("fusion_config")
 
     @classmethod
     def from_backbones(

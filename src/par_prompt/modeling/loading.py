@@ -41,18 +41,33 @@ def _where_searched(local_files_only: bool) -> str:
     return ""
 
 
+def _check_subfolder(subfolder: str) -> str:
+    """``subfolder`` as a relative POSIX path inside the model folder ("" for none)."""
+    if not isinstance(subfolder, str):
+        raise TypeError(f"subfolder must be a string (a folder inside the model's), got {type(subfolder).__name__}.")
+    parts = [part for part in subfolder.replace("\\", "/").split("/") if part not in ("", ".")]
+    if os.path.isabs(subfolder) or ".." in parts:
+        raise ValueError(f"subfolder must be a relative path inside the model folder, got {subfolder!r}.")
+    return "/".join(parts)
+
+
 def resolve_model_dir(
     name_or_path: Union[str, os.PathLike],
     revision: Optional[str] = None,
     cache_dir: Optional[str] = None,
     token: Union[None, bool, str] = None,
     local_files_only: bool = False,
+    subfolder: str = "",
+    force_download: bool = False,
+    proxies: Optional[dict] = None,
 ) -> Path:
     """A local directory holding the model files: ``name_or_path`` itself if it is a
-    directory, else the snapshot of the Hub repository of that id (downloaded or cached)."""
+    directory, else the snapshot of the Hub repository of that id (downloaded or cached);
+    with ``subfolder``, that folder inside it (only its files are downloaded)."""
+    subfolder = _check_subfolder(subfolder)
     path = Path(name_or_path)
     if path.is_dir():
-        return path
+        return _inside(path, subfolder, str(name_or_path))
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; a PromptPAR model is a directory (or a Hub repository id).")
     name = str(name_or_path)
@@ -62,9 +77,11 @@ def resolve_model_dir(
     from huggingface_hub.errors import HFValidationError
 
     try:
-        return Path(
+        snapshot = Path(
             snapshot_download(
-                name, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+                name, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
+                allow_patterns=f"{subfolder}/*" if subfolder else None, force_download=force_download,
+                **({"proxies": proxies} if proxies else {}),
             )
         )
     except HFValidationError as error:
@@ -74,6 +91,128 @@ def resolve_model_dir(
             f"Could not find the PromptPAR model {name!r} (revision {revision or 'main'}): {error}."
             f"{_where_searched(local_files_only)} Download it once while online, or pass a local directory."
         ) from error
+    return _inside(snapshot, subfolder, f"{name} (revision {revision or 'main'})")
+
+
+def _inside(folder: Path, subfolder: str, named: str) -> Path:
+    if not subfolder:
+        return folder
+    inner = folder / subfolder
+    if not inner.is_dir():
+        raise FileNotFoundError(f"{named} has no subfolder {subfolder!r}; give the folder that holds the model's "
+                                "config.json, or no subfolder.")
+    return inner
+
+
+# -------------------------------------------------------------- loading arguments
+def resolve_dtype(dtype: Any) -> Optional[torch.dtype]:
+    """``dtype`` (or ``torch_dtype``) of ``from_pretrained`` as a floating torch dtype,
+    None for the saved precision (None or ``"auto"``); ValueError otherwise."""
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+        return None
+    value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch dtype (torch.float32, torch.float16, torch.bfloat16, "
+                         f"or its name) or 'auto', got {dtype!r}.")
+    return value
+
+
+def resolve_device_map(device_map: Any, device: Any = None) -> Optional[torch.device]:
+    """The one device ``from_pretrained`` loads onto, from ``device_map`` or ``device``.
+
+    PromptPAR is one small model on one device: ``"auto"`` is the first GPU if there is
+    one, else the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"``, an index ``N`` (a GPU), a
+    ``torch.device`` or ``{"": device}`` name it. A per-module map, ``"balanced"`` or
+    ``"sequential"`` would split the model, which it is not: ValueError.
+    """
+    if device_map is not None and device is not None:
+        raise ValueError("Give device_map or device, not both.")
+    value = device if device_map is None else device_map
+    if value is None:
+        return None
+    what = "device" if device_map is None else "device_map"
+    if isinstance(value, dict):
+        if set(value) != {""}:
+            raise ValueError(
+                f"device_map={_short(value)} places modules on different devices; a PromptPAR model loads onto one "
+                "device: give device_map='auto', a device ('cpu', 'cuda', 'cuda:N', a torch.device) or {'': device}."
+            )
+        value = value[""]
+    if isinstance(value, str) and value == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = torch.device("cuda", value) if value >= 0 else value
+    try:
+        target = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"{what}={_short(value)} is not supported: a PromptPAR model loads onto one device, so give 'auto', a "
+            "device ('cpu', 'cuda', 'cuda:N', an index N, a torch.device) or {'': device}."
+        ) from None
+    _check_device_available(target, what)
+    return target
+
+
+def _short(value: Any) -> str:
+    return repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+
+
+def _check_device_available(device: torch.device, what: str) -> None:
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{what}={str(device)!r} asks for a GPU, but CUDA is not available here; use 'cpu' "
+                             "(or 'auto', which takes a GPU when there is one).")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{what}={str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                             f"cuda:{count - 1}.")
+    elif device.type == "meta":
+        raise ValueError(f"{what}='meta' holds no weights; load onto a real device ('cpu', 'cuda').")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{what}={str(device)!r}: Apple's MPS is not available here; use 'cpu'.")
+    elif device.type != "cpu":
+        backend = getattr(torch, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if not callable(available) or not available():
+            raise ValueError(f"{what}={str(device)!r}: {device.type} is not available here; use 'cpu'.")
+
+
+#: Arguments AutoModel and pipeline() pass along that change nothing for PromptPAR: its
+#: code is in the package (no remote code), it reads safetensors only, never a pickle
+#: (so weights_only holds whatever it says), and it allocates each weight once.
+_MEANINGLESS = ("trust_remote_code", "code_revision", "low_cpu_mem_usage", "weights_only")
+
+
+def pop_loading_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take out of ``kwargs`` the loading arguments of transformers' ``from_pretrained``
+    that PromptPAR honours (returned, for the download: ``force_download``, ``proxies``)
+    or that mean nothing for it (internal ``_`` ones, ``trust_remote_code``,
+    ``use_safetensors=True``, AutoModel's ``adapter_kwargs`` for a folder without a
+    top-level adapter, ...). One it cannot honour (``use_safetensors=False``,
+    ``state_dict``, ``output_loading_info=True``, ...) is a ValueError."""
+    for key in [key for key in kwargs if key.startswith("_")]:
+        kwargs.pop(key)  # transformers' internal ones (_from_auto, _from_pipeline, _commit_hash, ...)
+    for key in _MEANINGLESS:
+        kwargs.pop(key, None)
+    if kwargs.pop("use_safetensors", None) is False:
+        raise ValueError("PromptPAR models are stored as safetensors only; use_safetensors=False cannot be honoured.")
+    adapter = kwargs.pop("adapter_kwargs", None) or {}
+    if "_adapter_model_path" in adapter:  # AutoModel found a PEFT adapter folder to load on top of a base
+        raise ValueError("A PromptPAR model folder holds its adapter in clip_adapter/, not a PEFT adapter over a base "
+                         "model; load it by its own folder.")
+    for key in ("state_dict", "adapter_name", "quantization_config", "gguf_file", "tp_plan",
+                "key_mapping", "variant", "offload_folder", "offload_state_dict", "max_memory"):
+        if kwargs.get(key) not in (None, False, {}):
+            raise ValueError(f"PromptPARModel.from_pretrained cannot honour {key}={_short(kwargs[key])}; "
+                             "load the model without it.")
+        kwargs.pop(key, None)
+    if kwargs.pop("output_loading_info", False):
+        raise ValueError("PromptPARModel.from_pretrained checks every tensor itself and refuses missing or unexpected "
+                         "ones, so it has no loading info to return; drop output_loading_info=True.")
+    return {key: kwargs.pop(key) for key in ("force_download", "proxies") if key in kwargs}
 
 
 def _load_failed(kind: str, reference: str, revision: Optional[str], model_dir: Optional[Path], error,

@@ -35,24 +35,6 @@ from .outputs import PromptPAROutput
 from .serialization import PromptPARSerializationMixin
 
 
-def tokenize_sentences(tokenizer, sentences: list[str], num_prompts: int, context_length: int) -> torch.Tensor:
-    """Token ids (N, context_length) of the sentences, each [SOT, tokens, EOT, pad...].
-
-    A sentence that would not leave room for the ``num_prompts`` text prompts is an
-    error that names it (CLIP would otherwise cut its end token off).
-    """
-    encoded = tokenizer(list(sentences), padding=False, truncation=False)["input_ids"]
-    room = context_length - num_prompts
-    for sentence, ids in zip(sentences, encoded):
-        if len(ids) > room:
-            raise ValueError(
-                f"The sentence {sentence!r} is {len(ids) - 2} tokens long; with {num_prompts} text prompts a sentence "
-                f"may have at most {room - 2} tokens in CLIP's {context_length} positions. Shorten it."
-            )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return torch.tensor([ids + [pad] * (context_length - len(ids)) for ids in encoded], dtype=torch.long)
-
-
 def _drops_out(module: nn.Module) -> bool:
     """Whether ``module`` applies dropout at random in its current mode (torch's dropout
     modules, and the rates that CLIP and ViT attention read from their configs)."""
@@ -69,9 +51,18 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
 
     Build a new model from pretrained backbones with :meth:`from_backbones`, load a
     trained one with :meth:`from_pretrained`. ``PromptPARModel(config)`` builds from
-    configs alone (random backbones, or on the meta device for sizes); the sentences are
-    tokenized when a tokenizer is attached (:meth:`attach_tokenizer`), which both
-    constructors do with the CLIP tokenizer of the base.
+    configs alone (random backbones, or on the meta device for sizes).
+
+    The model holds no tokenizer and no image processor: those are the
+    :class:`~par_prompt.PromptPARProcessor`'s. Of the tokenizer it needs only the token
+    ids of its attribute sentences, ``config.sentence_token_ids`` (both constructors set
+    them; :meth:`set_sentence_token_ids` sets them on a model built from a config).
+    Its input is ``pixel_values`` from the processor; prediction on raw images is
+    :class:`~par_prompt.inference.PromptPARPredictor`'s.
+
+    Attributes:
+        peft_clip: the CLIP with the region prompts, a ``peft.PeftModel``.
+        clip_model: the ``CLIPModel`` inside it (its frozen towers carry the prompt layers).
     """
 
     config_class = PromptPARConfig
@@ -96,9 +87,9 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         clip.requires_grad_(False)
         with warnings.catch_warnings():  # peft reads a property transformers 5 deprecated
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            self.clip = get_peft_model(clip, config.region_prompt_config())
+            self.peft_clip = get_peft_model(clip, config.region_prompt_config())
         # Looked up once: the text-feature cache key is computed on every eval forward.
-        self._prompt_layers = [m for m in self.clip.modules() if isinstance(m, RegionPromptLayer)]
+        self._prompt_layers = [m for m in self.peft_clip.modules() if isinstance(m, RegionPromptLayer)]
         clip_config = clip.config
         projection_dim = clip_config.projection_dim
         fusion_config = config.get_fusion_config()
@@ -115,14 +106,12 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         self.heads = AttributeHeads(num_attributes, width)
         self.aggregator = GlobalLocalAggregator(num_attributes, config.gl_threshold)
         self.register_buffer("positive_ratios", torch.full((num_attributes,), math.nan))
-        self.register_buffer("sentence_ids", torch.zeros(num_attributes, 0, dtype=torch.long), persistent=False)
-        self.tokenizer = None
-        self.image_processor = None
+        self.register_buffer("sentence_ids", self._padded_sentence_ids(config.sentence_token_ids), persistent=False)
         self._text_cache: Optional[text_cache.TextCacheEntry] = None
 
         # The backbones come initialised (by their own classes or from checkpoints);
         # post_init must only initialise the parts this class adds.
-        for module in [*self.clip.modules(), *(self.fusion.layers.modules() if config.fusion_layers else [])]:
+        for module in [*self.peft_clip.modules(), *(self.fusion.layers.modules() if config.fusion_layers else [])]:
             module._is_hf_initialized = True
         self.post_init()
         self.freeze_backbones()
@@ -130,8 +119,8 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
     # ------------------------------------------------------------------ structure
     @property
     def clip_model(self) -> CLIPModel:
-        """The CLIPModel carrying the prompt layers."""
-        return self.clip.get_base_model()
+        """The CLIPModel inside :attr:`peft_clip`, carrying the prompt layers."""
+        return self.peft_clip.get_base_model()
 
     @property
     def visual_length(self) -> int:
@@ -186,7 +175,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
 
     def prompt_parameters(self) -> list[nn.Parameter]:
         """Visual prompts, region class tokens and text prompts of the active adapter (lr 4e-3 in the paper)."""
-        adapter = self.clip.active_adapter
+        adapter = self.peft_clip.active_adapter
         return [params[adapter] for params in self._prompt_containers(self._prompt_layers) if adapter in params]
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -202,32 +191,30 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         for param in [*self.prompt_parameters(), *self.head_parameters()]:
             param.requires_grad_(True)
 
-    @classmethod
-    def from_official_checkpoint(cls, path, dataset: Optional[str] = None, **kwargs: Any) -> "PromptPARModel":
-        """A model from a checkpoint of the official PromptPAR code (a ``.pth`` file),
-        predicting what the official code predicts; see
-        :func:`par_prompt.official.load_official_checkpoint` for the arguments."""
-        from ..official import load_official_checkpoint
+    # ------------------------------------------------------------ sentence ids
+    def _padded_sentence_ids(self, token_ids) -> torch.Tensor:
+        """``(N, C)`` ids of the sentences, each row padded with its end token to the
+        CLIP's C text positions (``(N, 0)`` without ids). A CLIP tokenizer pads with
+        its end token too, and positions after it never reach the pooled feature."""
+        if token_ids is None:
+            return torch.zeros(self.config.num_attributes, 0, dtype=torch.long)
+        context = self.config.get_clip_config().text_config.max_position_embeddings
+        return torch.tensor([list(row) + [row[-1]] * (context - len(row)) for row in token_ids], dtype=torch.long)
 
-        return load_official_checkpoint(path, dataset=dataset, **kwargs)
-
-    # --------------------------------------------------------------- attachments
-    def attach_tokenizer(self, tokenizer) -> None:
-        """Tokenize the sentences with ``tokenizer`` (the CLIP tokenizer of the base).
-
-        Both constructors call this; call it yourself after ``PromptPARModel(config)``.
-        """
-        context = self.clip_model.config.text_config.max_position_embeddings
-        ids = tokenize_sentences(tokenizer, self.config.sentences, self.config.text_prompts, context)
-        vocab = self.clip_model.config.text_config.vocab_size
-        if int(ids.max()) >= vocab:
-            raise ValueError(f"The tokenizer produces ids up to {int(ids.max())}, beyond the CLIP vocabulary of {vocab}.")
-        self.sentence_ids = ids.to(self.positive_ratios.device)
-        self.tokenizer = tokenizer
+    def set_sentence_token_ids(self, token_ids) -> None:
+        """Give the model the token ids of its sentences (one list per attribute,
+        ``[SOT, tokens..., EOT]`` unpadded), e.g. ``processor.sentence_token_ids(
+        model.config.sentences)``; they go into ``config.sentence_token_ids``, checked
+        against the CLIP (text positions, vocabulary)."""
+        previous = self.config.sentence_token_ids
+        self.config.sentence_token_ids = [[int(i) for i in row] for row in token_ids]
+        try:
+            self.config.check()
+        except ValueError:
+            self.config.sentence_token_ids = previous
+            raise
+        self.sentence_ids = self._padded_sentence_ids(self.config.sentence_token_ids).to(self.positive_ratios.device)
         self._text_cache = None
-
-    def attach_image_processor(self, image_processor) -> None:
-        self.image_processor = image_processor
 
     def set_positive_ratios(self, ratios) -> None:
         """Positive ratio of each attribute in the training split (docs/method.md §6); saved with the model."""
@@ -249,7 +236,7 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         tensors = [*clip.text_model.parameters(), *clip.text_model.buffers(), *clip.text_projection.parameters()]
         device = self.sentence_ids.device
         autocast = torch.is_autocast_enabled(device.type)
-        context = (str(self.clip.active_adapter), any(layer.disable_adapters for layer in self._prompt_layers),
+        context = (str(self.peft_clip.active_adapter), any(layer.disable_adapters for layer in self._prompt_layers),
                    device, autocast, torch.get_autocast_dtype(device.type) if autocast else None)
         return tensors, context
 
@@ -275,9 +262,10 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
         """
         if self.sentence_ids.shape[1] == 0:
             raise ValueError(
-                "No tokenizer is attached, so the attribute sentences are not tokenized. Load the model with "
-                "PromptPARModel.from_pretrained / from_backbones, or call model.attach_tokenizer(tokenizer) with "
-                "the CLIP tokenizer of the base."
+                "This model has no token ids for its attribute sentences (config.sentence_token_ids is None). Set "
+                "them with model.set_sentence_token_ids(processor.sentence_token_ids(model.config.sentences)), "
+                "processor being the PromptPARProcessor of the CLIP base, or build the model with "
+                "PromptPARModel.from_backbones / from_pretrained, which set them."
             )
         if torch.is_grad_enabled():
             return self._run_text_tower()
@@ -290,13 +278,6 @@ class PromptPARModel(PromptPARSerializationMixin, PreTrainedModel):
                 features = self._run_text_tower()
                 self._text_cache = text_cache.store(tensors, self.sentence_ids, context, features)
         return features
-
-    def predict(self, images, threshold=None, batch_size: int = 32):
-        """Attribute probabilities and predicted labels for raw images; see
-        :func:`par_prompt.inference.predict`."""
-        from ..inference.predict import predict
-
-        return predict(self, images, threshold=threshold, batch_size=batch_size)
 
     # -------------------------------------------------------------------- forward
     def _forward_mode(self, training: Optional[bool]) -> bool:

@@ -8,7 +8,11 @@ A saved model is a directory (or a Hub repository) holding only what was trained
     clip_adapter/adapter_model.safetensors   own with PeftModel.from_pretrained(CLIPModel)
     promptpar_head.safetensors       projections, fusion norm, heads, BatchNorms (with
                                      running statistics), temperature, positive ratios
-    tokenizer files, preprocessor_config.json
+
+(:mod:`par_prompt.saved_files` names every file.) The tokenizer and the image processor are not
+the model's: ``PromptPARProcessor.save_pretrained`` writes them into the same folder.
+Of the tokenizer the model needs only the token ids of its sentences, which
+``config.json`` records.
 
 The frozen bases are rebuilt from their references. A base without a reference (random
 init), or every base when ``bundle_base_weights=True``, is written too:
@@ -19,15 +23,16 @@ Like transformers, ``save_pretrained`` writes these files into the directory and
 every other file alone. Each file is written to a hidden staging folder inside the
 directory, flushed to disk and renamed into place; ``config.json`` comes last. Files of
 an earlier PromptPAR model there that the new save does not write (a bundled
-``clip_base.safetensors``, an old tokenizer) are removed; files of anything else are
+``clip_base.safetensors``) are removed; files of anything else are
 never overwritten (the save is refused). All tensor files of one save carry the save's
 id, which ``config.json`` records: a folder whose files come from different saves (an
 interrupted save, or one still running) is refused at load instead of loading a mix.
 
 ``from_pretrained`` validates before it allocates: config.json's types, values and
-sizes, the tensor files' names and shapes, NaN or inf in the weights, the fingerprints
-of the frozen bases, the tokenizer (it must reproduce the sentences' token ids recorded
-at save time) and the image processor's size.
+sizes, the tensor files' names and shapes, NaN or inf in the weights, and the
+fingerprints of the frozen bases. (``PromptPARProcessor.from_pretrained`` checks the
+processor files against ``config.json``: the tokenizer must reproduce the sentences'
+token ids, the image processor must resize to the CLIP's image size.)
 """
 
 from __future__ import annotations
@@ -50,27 +55,21 @@ from ..fileio import publish_files, read_safetensors, read_safetensors_header, s
 from ..sentences import resolve_sentences
 from ..tuner.layer import RegionPromptLayer
 from . import loading
+from ..saved_files import (
+    ADAPTER_DIR,
+    ADAPTER_FILE,
+    CLIP_BASE_FILE,
+    CLIP_STATE_PREFIX,
+    CONFIG_FILE,
+    FUSION_LAYERS_PREFIX,
+    HEAD_FILE,
+    MODEL_FILES,
+    PROCESSOR_FILE,
+)
 
-CONFIG_FILE = "config.json"
-ADAPTER_DIR = "clip_adapter"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_FILE = f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}"
-HEAD_FILE = "promptpar_head.safetensors"
-CLIP_BASE_FILE = "clip_base.safetensors"
-PREPROCESSOR_FILE = "preprocessor_config.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "chat_template.jinja")
-# Files a PromptPAR save may write. When a later save into the same folder does not write
-# one of them again, it is removed: left there, it would load with the new model.
-MODEL_FILES = (CONFIG_FILE, HEAD_FILE, CLIP_BASE_FILE, ADAPTER_FILE, f"{ADAPTER_DIR}/adapter_config.json",
-               f"{ADAPTER_DIR}/adapter_model.bin", PREPROCESSOR_FILE, *TOKENIZER_FILES)
 SAVE_ID_KEY = "promptpar_save_id"  # in the metadata of every tensor file
 STAGING_NAME = "promptpar-save"
 MAX_CONFIG_BYTES = 32 * 2**20
-FUSION_LAYERS_PREFIX = "fusion.layers."
-# Passed along by AutoModel / pipeline(); they have no meaning for PromptPAR loading.
-AUTO_CLASS_ARGUMENTS = {"trust_remote_code", "use_safetensors", "low_cpu_mem_usage", "adapter_kwargs", "subfolder",
-                        "code_revision", "force_download", "proxies", "output_loading_info", "state_dict"}
 CLIP_AUTO_MAPPING = {"base_model_class": "CLIPModel", "parent_library": "transformers.models.clip.modeling_clip"}
 
 
@@ -154,11 +153,6 @@ def _layer_count(names, prefix: str) -> int:
     return len({match.group(1) for match in map(pattern.match, names) if match})
 
 
-def _token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
-    """The token ids of each sentence, unpadded (what ``config.sentence_token_ids`` records)."""
-    return [[int(i) for i in ids] for ids in tokenizer(list(sentences), padding=False, truncation=False)["input_ids"]]
-
-
 def _folder_save_id(model_dir: Path) -> tuple[bool, Optional[str]]:
     """Whether the folder has a config.json, and the save id it records (read leniently)."""
     path = model_dir / CONFIG_FILE
@@ -171,16 +165,24 @@ def _folder_save_id(model_dir: Path) -> tuple[bool, Optional[str]]:
     return True, value.get("save_id") if isinstance(value, dict) else None
 
 
+def _read_json_object(path: Path) -> Optional[dict]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= MAX_CONFIG_BYTES else None
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _holds_promptpar_model(directory: Path) -> bool:
-    """Whether ``directory`` holds a PromptPAR model, or the files of an interrupted save of one."""
+    """Whether ``directory`` holds a PromptPAR model or processor, or the files of an
+    interrupted save of one."""
+    processor = directory / PROCESSOR_FILE
+    if processor.is_file() and (_read_json_object(processor) or {}).get("processor_class") == "PromptPARProcessor":
+        return True
     path = directory / CONFIG_FILE
     if not path.exists():
         return (directory / HEAD_FILE).is_file()
-    try:
-        config = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= MAX_CONFIG_BYTES else None
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("model_type") == "prompt_par"
+    return (_read_json_object(path) or {}).get("model_type") == "prompt_par"
 
 
 def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) -> None:
@@ -203,6 +205,58 @@ def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) ->
         )
 
 
+def publish_saved_files(staging: Path, directory: Path, written: list[str], owned: tuple[str, ...],
+                        last: Optional[str] = None) -> None:
+    """Move the files of one save from ``staging`` into ``directory``, each atomically,
+    ``last`` last. A directory that does not hold a PromptPAR model is never overwritten
+    (FileExistsError); in one that does, the files of ``owned`` that this save did not
+    write are removed (left there, they would load with the new files)."""
+    ours = _holds_promptpar_model(directory)
+    _check_overwrites(directory, written, ours)
+    publish_files(staging, directory, [name for name in written if name != last])
+    if ours:
+        for name in owned:
+            stale = directory / name
+            if name not in written and (stale.is_file() or stale.is_symlink()):
+                stale.unlink()
+    if last in written:
+        publish_files(staging, directory, [last])
+
+
+def read_config(model_dir: Path):
+    """The folder's config.json as a validated PromptPARConfig; every problem is one
+    ValueError that names the file and the field."""
+    from .configuration import PromptPARConfig
+
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{model_dir} has no config.json, so it is not a PromptPAR model folder (one holds config.json with "
+            f"model_type 'prompt_par', {ADAPTER_DIR}/ and {HEAD_FILE})."
+        )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size} bytes, far larger than any PromptPAR config.json "
+                         f"(at most {MAX_CONFIG_BYTES} bytes are read); it is not a PromptPAR config.")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from error
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} holds a JSON {type(raw).__name__}, not an object; it is not a PromptPAR config.")
+    model_type = raw.get("model_type")
+    if model_type != PromptPARConfig.model_type:
+        raise ValueError(
+            f"{model_dir} holds a {model_type!r} model, not a PromptPAR model (model_type 'prompt_par')."
+        )
+    try:
+        return PromptPARConfig.from_pretrained(model_dir)
+    except Exception as error:  # transformers and its strict dataclasses raise several types
+        if isinstance(error, OSError) and not isinstance(error, ValueError):
+            raise
+        message = " ".join(str(error).split())
+        raise ValueError(f"{path}: {message} Fix the file, or download or save the model again.") from None
+
+
 class PromptPARSerializationMixin:
     """save_pretrained / from_pretrained / from_backbones for PromptPARModel."""
 
@@ -219,7 +273,7 @@ class PromptPARSerializationMixin:
         adapter = self._adapter_state()
         head = {
             name: tensor for name, tensor in self.state_dict().items()
-            if not name.startswith("clip.")
+            if not name.startswith(CLIP_STATE_PREFIX)
             and (self._bundles_fusion(bundle_base_weights) or not name.startswith(FUSION_LAYERS_PREFIX))
         }
         files = {ADAPTER_FILE: adapter, HEAD_FILE: head}
@@ -230,7 +284,8 @@ class PromptPARSerializationMixin:
     def _adapter_state(self) -> dict[str, torch.Tensor]:
         """The active adapter's tensors as PEFT saves them (prompts never touch the
         embedding layers, so peft need not look the base up on the Hub to decide)."""
-        return get_peft_model_state_dict(self.clip, adapter_name=self.clip.active_adapter, save_embedding_layers=False)
+        peft_clip = self.peft_clip
+        return get_peft_model_state_dict(peft_clip, adapter_name=peft_clip.active_adapter, save_embedding_layers=False)
 
     def saved_weight_bytes(self, bundle_base_weights: bool = False) -> int:
         """Bytes of tensor data ``save_pretrained`` writes (works on the meta device)."""
@@ -247,13 +302,13 @@ class PromptPARSerializationMixin:
 
     def _config_to_save(self, directory: Path):
         """A copy of the config as ``directory/config.json`` records it: base references
-        relative to the folder, a new save id, base fingerprints and sentence token ids."""
+        relative to the folder, a new save id, the base fingerprints and the architecture."""
         config = copy.deepcopy(self.config)
         config.clip_name_or_path = loading.reference_for_folder(config.clip_name_or_path, directory)
         config.fusion_name_or_path = loading.reference_for_folder(config.fusion_name_or_path, directory)
         config.save_id = uuid.uuid4().hex
         config.base_fingerprints = self.base_fingerprints()
-        config.sentence_token_ids = _token_ids(self.tokenizer, config.sentences) if self.tokenizer is not None else None
+        config.architectures = [type(self).__name__]
         config.check()
         return config
 
@@ -283,15 +338,7 @@ class PromptPARSerializationMixin:
         plan = self.weight_files(bundle_base_weights)
         with staging_directory(directory, STAGING_NAME) as staging:
             written = self._write_files(staging, config, plan)
-            ours = _holds_promptpar_model(directory)
-            _check_overwrites(directory, written, ours)
-            publish_files(staging, directory, [name for name in written if name != CONFIG_FILE])
-            if ours:
-                for name in MODEL_FILES:
-                    stale = directory / name
-                    if name not in written and (stale.is_file() or stale.is_symlink()):
-                        stale.unlink()
-            publish_files(staging, directory, [CONFIG_FILE])
+            publish_saved_files(staging, directory, written, MODEL_FILES, last=CONFIG_FILE)
         if push_to_hub:
             from ..hub import upload_model_folder
 
@@ -304,7 +351,7 @@ class PromptPARSerializationMixin:
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
             save_file(tensors, str(staging / relative), metadata={"format": "pt", SAVE_ID_KEY: config.save_id})
-        adapter_config = copy.deepcopy(self.clip.peft_config[self.clip.active_adapter])
+        adapter_config = copy.deepcopy(self.peft_clip.peft_config[self.peft_clip.active_adapter])
         adapter_config.inference_mode = True
         # PEFT resolves this against the working directory: a local base is named absolutely.
         reference = self.config.clip_name_or_path
@@ -313,10 +360,6 @@ class PromptPARSerializationMixin:
         adapter_config.revision = self.config.clip_revision
         adapter_config.auto_mapping = dict(CLIP_AUTO_MAPPING)
         adapter_config.save_pretrained(staging / ADAPTER_DIR)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(staging)
-        if self.image_processor is not None:
-            self.image_processor.save_pretrained(staging)
         config.save_pretrained(staging)
         files = sorted(path.relative_to(staging).as_posix() for path in staging.rglob("*") if path.is_file())
         return [*plan, *(name for name in files if name not in plan)]
@@ -334,6 +377,7 @@ class PromptPARSerializationMixin:
         cls,
         pretrained_model_name_or_path: Union[str, os.PathLike],
         *model_args: Any,
+        subfolder: str = "",
         revision: Optional[str] = None,
         cache_dir: Optional[str] = None,
         token: Union[None, bool, str] = None,
@@ -341,34 +385,50 @@ class PromptPARSerializationMixin:
         clip_name_or_path: Optional[str] = None,
         fusion_name_or_path: Optional[str] = None,
         config=None,
-        dtype: Optional[torch.dtype] = None,
-        device: Union[None, str, torch.device] = None,
+        dtype: Union[None, str, torch.dtype] = None,
+        device_map: Any = None,
+        device: Union[None, str, int, torch.device] = None,
         attn_implementation: Optional[str] = None,
         **kwargs: Any,
     ):
         """Load a saved PromptPAR model from a directory, the Hub, or the local Hub cache.
 
-        The model's folder is resolved first (``revision`` applies to it), then the bases
-        it names (at the revisions its config records; local paths relative to the model
-        folder). ``clip_name_or_path`` / ``fusion_name_or_path`` point at another copy of
-        a base, e.g. a local directory; it must hold the same weights as the one the
-        model was trained on (checked by fingerprint). Everything read is validated
-        before the model is built (see the module docstring).
+        The model's folder is resolved first (``subfolder``, ``revision``,
+        ``cache_dir``, ``token`` and ``local_files_only`` apply to it, as in
+        transformers), then the bases it names (at the revisions its config records;
+        local paths relative to the model folder). ``clip_name_or_path`` /
+        ``fusion_name_or_path`` point at another copy of a base, e.g. a local
+        directory; it must hold the same weights as the one the model was trained on
+        (checked by fingerprint). Everything read is validated before the model is
+        built (see the module docstring).
+
+        ``dtype`` (or ``torch_dtype``): a torch dtype or its name; ``"auto"`` keeps the
+        saved precision. ``device_map`` (or ``device``): the one device to load onto --
+        ``"auto"`` (the first GPU if there is one, else the CPU), ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"``, ``N``, a ``torch.device`` or ``{"": device}``;
+        PromptPAR is not split across devices, so a per-module map is an error. Any
+        other argument transformers' ``from_pretrained`` takes and PromptPAR cannot
+        honour is an error too, never silently ignored.
+
+        The tokenizer and image processor are not part of the model: load them with
+        ``PromptPARProcessor.from_pretrained`` (the same folder).
         """
-        dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None)
-        if isinstance(dtype, str):  # pipeline() passes "auto": keep the saved precision (fp32)
-            dtype = None if dtype == "auto" else getattr(torch, dtype)
-        device_map = kwargs.pop("device_map", None)
-        if device is None and isinstance(device_map, (str, torch.device)):
-            device = device_map
-        for key in list(kwargs):  # arguments of Auto classes and pipelines that do not apply here
-            if key.startswith("_") or key in AUTO_CLASS_ARGUMENTS:
-                kwargs.pop(key)
+        if model_args:
+            raise TypeError(f"PromptPARModel.from_pretrained takes no positional arguments after the model, got "
+                            f"{len(model_args)}; pass settings by name.")
+        if "torch_dtype" in kwargs:
+            if dtype is not None:
+                raise TypeError("Give dtype or torch_dtype (its older name), not both.")
+            dtype = kwargs.pop("torch_dtype")
+        dtype = loading.resolve_dtype(dtype)
+        device = loading.resolve_device_map(device_map, device)
+        hub_extra = loading.pop_loading_arguments(kwargs)  # AutoModel / pipeline() ones, honoured or refused
         if kwargs:
             raise TypeError(f"PromptPARModel.from_pretrained got unexpected arguments: {sorted(kwargs)}")
         hub = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-        model_dir = loading.resolve_model_dir(pretrained_model_name_or_path, revision=revision, **hub)
-        config = cls._read_config(model_dir) if config is None else copy.deepcopy(config)
+        model_dir = loading.resolve_model_dir(pretrained_model_name_or_path, revision=revision, subfolder=subfolder,
+                                              **hub, **hub_extra)
+        config = read_config(model_dir) if config is None else copy.deepcopy(config)
         cls._check_complete(config, model_dir)
         config.sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
         config.clip_name_or_path = loading.resolve_reference(config.clip_name_or_path, model_dir)
@@ -379,8 +439,8 @@ class PromptPARSerializationMixin:
 
         # The cheap checks first: a broken folder fails before any base is loaded.
         cls._check_one_save(model_dir)
-        tokenizer = cls._load_tokenizer(config, model_dir, clip_name_or_path, hub)
-        image_processor = cls._load_image_processor(config, model_dir, clip_name_or_path, hub)
+        if config.sentence_token_ids is None:  # saved before the ids were recorded: tokenize as then
+            cls._tokenize_legacy(config, model_dir, clip_name_or_path, hub)
         head_state = read_safetensors(model_dir / HEAD_FILE, "PromptPAR head")
         _check_values("PromptPAR head", model_dir / HEAD_FILE, head_state)
         adapter_state = read_safetensors(model_dir / ADAPTER_FILE, "CLIP prompt adapter")
@@ -397,14 +457,12 @@ class PromptPARSerializationMixin:
         model = cls(config, clip_model=clip, fusion_vit=fusion_vit)
         del fusion_vit
         _check_tensors("CLIP prompt adapter", model_dir / ADAPTER_FILE, adapter_state, model._adapter_state())
-        set_peft_model_state_dict(model.clip, adapter_state, adapter_name=model.clip.active_adapter)
-        expected_head = {k: v for k, v in model.state_dict().items() if not k.startswith("clip.")
+        set_peft_model_state_dict(model.peft_clip, adapter_state, adapter_name=model.peft_clip.active_adapter)
+        expected_head = {k: v for k, v in model.state_dict().items() if not k.startswith(CLIP_STATE_PREFIX)
                          and (k in head_state or not k.startswith(FUSION_LAYERS_PREFIX))}
         _check_tensors("PromptPAR head", model_dir / HEAD_FILE, head_state, expected_head)
         model.load_state_dict(head_state, strict=False)
         model._check_base_fingerprints(model_dir, clip_name_or_path, fusion_name_or_path)
-        model.attach_tokenizer(tokenizer)
-        model.attach_image_processor(image_processor)
         model.freeze_backbones()
         if dtype is not None:
             model.to(dtype)
@@ -412,37 +470,15 @@ class PromptPARSerializationMixin:
             model.to(device)
         return model.eval()
 
-    @classmethod
-    def _read_config(cls, model_dir: Path):
-        """The folder's config.json as a validated PromptPARConfig; every problem is one
-        ValueError that names the file and the field."""
-        path = model_dir / CONFIG_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{model_dir} has no config.json, so it is not a PromptPAR model folder (one holds config.json with "
-                f"model_type 'prompt_par', {ADAPTER_DIR}/ and {HEAD_FILE})."
-            )
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ValueError(f"{path} is {path.stat().st_size} bytes, far larger than any PromptPAR config.json "
-                             f"(at most {MAX_CONFIG_BYTES} bytes are read); it is not a PromptPAR config.")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON ({error}).") from error
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path} holds a JSON {type(raw).__name__}, not an object; it is not a PromptPAR config.")
-        model_type = raw.get("model_type")
-        if model_type != cls.config_class.model_type:
-            raise ValueError(
-                f"{model_dir} holds a {model_type!r} model, not a PromptPAR model (model_type 'prompt_par')."
-            )
-        try:
-            return cls.config_class.from_pretrained(model_dir)
-        except Exception as error:  # transformers and its strict dataclasses raise several types
-            if isinstance(error, OSError) and not isinstance(error, ValueError):
-                raise
-            message = " ".join(str(error).split())
-            raise ValueError(f"{path}: {message} Fix the file, or download or save the model again.") from None
+    @staticmethod
+    def _tokenize_legacy(config, model_dir: Path, clip_override: Optional[str], hub: dict) -> None:
+        """``config.sentence_token_ids`` of a model saved before they were recorded: the
+        sentences tokenized by the tokenizer saved with it, else its CLIP base's."""
+        from .processing_promptpar import PromptPARProcessor
+
+        processor = PromptPARProcessor.from_pretrained(model_dir, clip_name_or_path=clip_override, **hub)
+        config.sentence_token_ids = processor.sentence_token_ids(config.sentences)
+        config.check()
 
     @staticmethod
     def _check_complete(config, model_dir: Path) -> None:
@@ -560,77 +596,6 @@ class PromptPARSerializationMixin:
             loading.check_fingerprint("fusion ViT", recorded["fusion"], self.fusion.layers.state_dict().values(),
                                       reference, "fusion_name_or_path")
 
-    @staticmethod
-    def _load_tokenizer(config, model_dir: Path, override: Optional[str], hub: dict):
-        """The folder's tokenizer (else the CLIP base's), checked against the token ids
-        that config.json records for the sentences."""
-        from transformers import AutoTokenizer
-
-        in_folder = (model_dir / "tokenizer_config.json").is_file()
-        reference = None if in_folder else override or config.clip_name_or_path
-        if not in_folder and reference is None:
-            raise ValueError(f"{model_dir} holds no tokenizer and names no CLIP base to take it from.")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir) if in_folder else AutoTokenizer.from_pretrained(
-                reference, **hub)
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            if in_folder:
-                raise ValueError(f"The tokenizer files in {model_dir} could not be loaded ({error}); download or "
-                                 "save the model again.") from error
-            raise loading.MissingBaseModelError(
-                f"The tokenizer of the CLIP base {reference!r} could not be loaded: {error}"
-            ) from error
-        expected = getattr(config, "sentence_token_ids", None)
-        if expected is None:
-            return tokenizer  # saved before token ids were recorded
-        sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
-        try:
-            found = _token_ids(tokenizer, sentences)
-        except (TypeError, ValueError, KeyError) as error:
-            found = [[f"error: {error}"]] * len(sentences)
-        for index, (sentence, want, got) in enumerate(zip(sentences, expected, found)):
-            if want == got:
-                continue
-            if in_folder and not (model_dir / "tokenizer.json").is_file():
-                hint = (f"{model_dir} has no tokenizer.json (a partial download?): download the model again, or copy "
-                        "the tokenizer files of its CLIP base into the folder.")
-            elif in_folder:
-                hint = f"The tokenizer files in {model_dir} do not belong to this model: download or save it again."
-            else:
-                hint = (f"{model_dir} has no tokenizer files, and the tokenizer of the CLIP base {reference!r} is not "
-                        "the one the model was saved with: pass clip_name_or_path= the right base, or add the "
-                        "model's tokenizer files to the folder.")
-            raise ValueError(
-                f"The tokenizer does not reproduce the token ids config.json records for sentence {index} "
-                f"{sentence!r}: {got[:12]} instead of {want[:12]}. {hint}"
-            )
-        return tokenizer
-
-    @staticmethod
-    def _load_image_processor(config, model_dir: Path, override: Optional[str], hub: dict):
-        """The folder's image processor (else one made from the CLIP base's); its size must
-        be the CLIP's image size."""
-        from ..image_processing import PromptPARImageProcessor
-
-        path = model_dir / PREPROCESSOR_FILE
-        if path.is_file():
-            processor, source = PromptPARImageProcessor.from_pretrained(model_dir), str(path)
-        else:
-            reference = override or config.clip_name_or_path
-            if reference is None:
-                return None
-            from transformers import AutoImageProcessor
-
-            processor = PromptPARImageProcessor.from_clip_processor(AutoImageProcessor.from_pretrained(reference, **hub))
-            source = f"the image processor of the CLIP base {reference!r}"
-        image_size = config.get_clip_config().vision_config.image_size
-        if processor.size != image_size:
-            raise ValueError(
-                f"{source} resizes images to {processor.size}x{processor.size} pixels, but the CLIP takes "
-                f"{image_size}x{image_size} images; set \"size\": {image_size} in {PREPROCESSOR_FILE}."
-            )
-        return processor
-
     @classmethod
     def from_backbones(
         cls,
@@ -644,6 +609,7 @@ class PromptPARSerializationMixin:
         token: Union[None, bool, str] = None,
         local_files_only: bool = False,
         attn_implementation: Optional[str] = None,
+        processor=None,
         **config_kwargs: Any,
     ):
         """A new, untrained PromptPAR model on pretrained backbones, ready to train.
@@ -652,12 +618,21 @@ class PromptPARSerializationMixin:
         pass ``fusion_name_or_path=None`` together with ``fusion_config`` for a random
         fusion layer. ``config_kwargs`` go to :class:`PromptPARConfig` (sentences,
         dataset, region-prompt settings, ...).
+
+        The sentences are tokenized with the tokenizer of ``processor`` (a
+        :class:`PromptPARProcessor`), by default the CLIP's own; the model keeps their
+        token ids (``config.sentence_token_ids``). The processor to use with the model
+        is ``PromptPARProcessor.from_pretrained(clip_name_or_path)``.
         """
         from .configuration import PAPER_FUSION_CHECKPOINT, PromptPARConfig
+        from .processing_promptpar import PromptPARProcessor, sentence_token_ids
 
         if fusion_name_or_path is None and "fusion_config" not in config_kwargs:
             fusion_name_or_path = PAPER_FUSION_CHECKPOINT
         hub = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        # The tokenizer first: it is quick to load, and a missing one should not wait for the CLIP weights.
+        tokenizer = processor.tokenizer if processor is not None else PromptPARProcessor.load_tokenizer(
+            clip_name_or_path, revision=clip_revision, **hub)
         base_kwargs = dict(hub, **({"attn_implementation": attn_implementation} if attn_implementation else {}))
         clip = loading.load_clip(clip_name_or_path, clip_revision, **base_kwargs)
         vit = None
@@ -669,7 +644,7 @@ class PromptPARSerializationMixin:
             clip_config=clip.config, fusion_name_or_path=fusion_name_or_path, fusion_revision=fusion_revision,
             **config_kwargs,
         )
-        model = cls(config, clip_model=clip, fusion_vit=vit if config.fusion_layers > 0 else None)
-        model.attach_tokenizer(cls._load_tokenizer(config, Path(os.devnull), None, hub))
-        model.attach_image_processor(cls._load_image_processor(config, Path(os.devnull), None, hub))
-        return model
+        config.sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
+        config.sentence_token_ids = sentence_token_ids(tokenizer, config.sentences)
+        config.check()  # the sentences' lengths against the text positions, the ids against the vocabulary
+        return cls(config, clip_model=clip, fusion_vit=vit if config.fusion_layers > 0 else None)

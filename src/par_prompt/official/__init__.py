@@ -2,8 +2,9 @@
 
 :func:`load_official_checkpoint` reads a ``.pth`` file of the official code safely and
 returns a :class:`~par_prompt.PromptPARModel` that predicts what the official code
-predicts; :func:`save_official_model` writes it with a model card that records where it
-came from. :func:`import_official_checkpoint` does both.
+predicts, with its :class:`~par_prompt.PromptPARProcessor`; :func:`save_official_model`
+writes both with a model card that records where they came from.
+:func:`import_official_checkpoint` does both.
 """
 
 from .checkpoint import OfficialCheckpoint, read_checkpoint
@@ -16,10 +17,10 @@ from .tokenizer import DEFAULT_CLIP_TOKENIZER, clip_tokenizer_from_bpe, load_cli
 
 def import_official_checkpoint(path, out, dataset=None, *, bundle_base: bool = False, **kwargs):
     """:func:`load_official_checkpoint` then :func:`save_official_model` to the new folder
-    ``out``; returns the model."""
-    model = load_official_checkpoint(path, dataset, **kwargs)
-    save_official_model(model, out, bundle_base=bundle_base)
-    return model
+    ``out``; returns ``(model, processor)``."""
+    model, processor = load_official_checkpoint(path, dataset, **kwargs)
+    save_official_model(model, processor, out, bundle_base=bundle_base)
+    return model, processor
 
 
 __all__ = [

@@ -72,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
         if args.attribute_order is not None:
             order = _data_attributes(args.attribute_order)
         print(f"reading {args.checkpoint} ...", flush=True)
-        model = load_official_checkpoint(
+        model, processor = load_official_checkpoint(
             args.checkpoint, args.dataset, attributes=names, sentences=sentences, attribute_order=order,
             clip_tokenizer=args.clip_tokenizer,
         )
-        save_official_model(model, out, bundle_base=args.bundle_base)
+        save_official_model(model, processor, out, bundle_base=args.bundle_base)
     except (OfficialCheckpointError, pickle.UnpicklingError, ValueError, OSError, KeyError) as error:
         return report_error(COMMAND, error)
     config = model.config
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     base = "bundled" if args.bundle_base or config.clip_name_or_path is None else config.clip_name_or_path
     print(f"wrote {out}: {config.num_attributes} attributes ({source['dataset'] or 'given'}), "
           f"epoch {source['epoch'] if source['epoch'] is not None else '?'}, CLIP base: {base}")
-    print(f"official pipeline recorded: {config.clip_config['vision_config']['image_size']} px resize without padding, "
+    print(f"official pipeline recorded: {config.clip_config.vision_config.image_size} px resize without padding, "
           f"mean = std = 0.5, no post-LayerNorm on visual tokens, threshold {config.threshold}")
     return 0
 

@@ -5,7 +5,7 @@ four places, each recorded in the imported model so that it travels with it:
 
 * images are resized to the square input without padding (bilinear), and normalised
   with mean = std = 0.5 -- the image processor's ``do_pad``, ``resample``,
-  ``image_mean`` and ``image_std``;
+  ``image_mean`` and ``image_std`` (:func:`official_processor`);
 * the visual tokens skip CLIP's post-LayerNorm -- ``config.visual_post_layernorm``;
 * an attribute is predicted above 0.45 -- ``config.threshold``;
 * the text prompts cannot reach the sentence features (see :mod:`.keymap`), so the
@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
+from ..saved_files import CLIP_STATE_PREFIX
 from .checkpoint import OfficialCheckpoint, read_checkpoint
 from .errors import OfficialCheckpointError
 from .keymap import OFFICIAL_OVERLAP_ROWS, ConvertedWeights, OfficialLayout, convert, read_layout
@@ -73,8 +74,7 @@ def build_model(
     from transformers import CLIPModel, ViTModel
     from transformers.initialization import no_init_weights
 
-    from ..image_processing import PromptPARImageProcessor
-    from ..modeling import PromptPARConfig, PromptPARModel
+    from ..modeling import PromptPARConfig, PromptPARModel, sentence_token_ids
 
     if len(attributes) != layout.num_attributes:
         raise OfficialCheckpointError(
@@ -91,6 +91,7 @@ def build_model(
         num_regions=layout.num_regions, overlap_rows=OFFICIAL_OVERLAP_ROWS, prompts_per_group=layout.prompts_per_group,
         vision_depth=None if layout.vision_depth == layout.vision_layers else layout.vision_depth,
         text_prompts=0, threshold=OFFICIAL_THRESHOLD, visual_post_layernorm=False,
+        sentence_token_ids=sentence_token_ids(tokenizer, sentences) if tokenizer is not None else None,
         imported_from=dict(imported_from or {}),
     )
     building = torch.device("meta") if device == "meta" else no_init_weights()
@@ -107,14 +108,20 @@ def build_model(
     _load_prompts(model, weights)
     _load_head(model, weights, layout)
     if tokenizer is not None:
-        model.attach_tokenizer(tokenizer)
         _check_pooling(model, tokenizer)
-    model.attach_image_processor(PromptPARImageProcessor(
-        size=layout.image_size, image_mean=OFFICIAL_IMAGE_MEAN, image_std=OFFICIAL_IMAGE_STD, resample=BILINEAR,
-        do_pad=False,
-    ))
     model.freeze_backbones()
     return model.eval()
+
+
+def official_processor(image_size: int, tokenizer: Any):
+    """The processor of an imported model: ``tokenizer`` and the official image pipeline
+    (resize to ``image_size`` without padding, bilinear, mean = std = 0.5)."""
+    from ..image_processing import PromptPARImageProcessor
+    from ..modeling import PromptPARProcessor
+
+    image_processor = PromptPARImageProcessor(size=image_size, image_mean=OFFICIAL_IMAGE_MEAN,
+                                              image_std=OFFICIAL_IMAGE_STD, resample=BILINEAR, do_pad=False)
+    return PromptPARProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 def _load_prompts(model, weights: ConvertedWeights) -> None:
@@ -131,14 +138,14 @@ def _load_prompts(model, weights: ConvertedWeights) -> None:
     unused = [name for name, tensor in sources.items() if tensor is not None and name not in used]
     if unused:
         raise RuntimeError(f"the adapter has no place for the checkpoint's {unused}")
-    result = set_peft_model_state_dict(model.clip, state, adapter_name=model.clip.active_adapter)
+    result = set_peft_model_state_dict(model.peft_clip, state, adapter_name=model.peft_clip.active_adapter)
     if result.unexpected_keys:
         raise RuntimeError(f"the adapter did not take {result.unexpected_keys}")
 
 
 def _load_head(model, weights: ConvertedWeights, layout: OfficialLayout) -> None:
     result = model.load_state_dict(weights.head, strict=False)
-    not_from_checkpoint = ("clip.", "fusion.", "positive_ratios") + (() if layout.has_aggregator else ("aggregator.",))
+    not_from_checkpoint = (CLIP_STATE_PREFIX, "fusion.", "positive_ratios") + (() if layout.has_aggregator else ("aggregator.",))
     missing = [name for name in result.missing_keys if not name.startswith(not_from_checkpoint)]
     if result.unexpected_keys or missing:
         raise RuntimeError(f"head tensors do not fit: missing {missing}, unexpected {result.unexpected_keys}")
@@ -243,8 +250,9 @@ def load_official_checkpoint(
             CLIP with the checkpoint's sizes (None when there is none: the CLIP weights
             are then always saved with the model).
 
-    Returns the model in eval mode, with tokenizer and image processor attached; save it
-    with :func:`save_official_model` to keep the model card.
+    Returns ``(model, processor)``: the model in eval mode and its
+    :class:`~par_prompt.PromptPARProcessor` (the tokenizer and the official image
+    pipeline); save both with :func:`save_official_model` to keep the model card.
     """
     if not Path(path).is_file():
         raise OfficialCheckpointError(f"{path} is not a file; give the path of the official checkpoint (.pth).")
@@ -274,16 +282,18 @@ def load_official_checkpoint(
         names, texts = [names[i] for i in order], [texts[i] for i in order]
         permute_heads(weights, order)
     checkpoint.clip_state = checkpoint.classifier_state = {}  # the converted copies are all that is needed now
-    return build_model(
+    model = build_model(
         layout, weights, names, texts, tokenizer=tokenizer, dataset=table.key if table else dataset,
         clip_name_or_path=openai_clip_for(layout) if clip_name_or_path == AUTO else clip_name_or_path,
         imported_from={**_provenance(checkpoint, table, weights, layout, source), "head_order": order},
     )
+    return model, official_processor(layout.image_size, tokenizer)
 
 
-def save_official_model(model, out: Union[str, Path], bundle_base: bool = False) -> Path:
-    """Write ``model`` (from :func:`load_official_checkpoint`) and its model card to the
-    new directory ``out``, atomically: ``out`` appears complete or not at all.
+def save_official_model(model, processor, out: Union[str, Path], bundle_base: bool = False) -> Path:
+    """Write ``model`` and ``processor`` (from :func:`load_official_checkpoint`) and the
+    model card to the new directory ``out``, atomically: ``out`` appears complete or not
+    at all.
 
     ``bundle_base=True`` also writes the checkpoint's own CLIP weights, so the folder
     loads with no download (with a tokenizer it then predicts with no network at all).
@@ -296,6 +306,7 @@ def save_official_model(model, out: Union[str, Path], bundle_base: bool = False)
         raise OfficialCheckpointError(f"{out} already exists; choose a new output directory.")
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, bundle_base_weights=bundle_base)
+        processor.save_pretrained(tmp)
         bundled = bundle_base or model.config.clip_name_or_path is None  # save_pretrained bundles a base it cannot name
         write_text_atomic(tmp / "README.md", render_official_card(model.config, bundled=bundled))
     return out

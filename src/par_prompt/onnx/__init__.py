@@ -3,7 +3,7 @@ and predict with it.
 
     from par_prompt.onnx import ONNXPromptPARPredictor, export_onnx
 
-    export_onnx(model, "promptpar.onnx")                      # a PromptPARModel
+    export_onnx(model, "promptpar.onnx", processor=processor)  # a PromptPARModel and its processor
     predictor = ONNXPromptPARPredictor.from_file("promptpar.onnx")
     predictions = predictor.predict(["walker.jpg"])           # AttributePrediction records
 

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_export_onnx(args: argparse.Namespace) -> int:
     """Run ``export onnx``: check what can be checked without the model, load it, export."""
-    from ..inference.cli import load_model
+    from ..inference.cli import load_predictor as load_model_predictor
     from .export import check_onnx_path, check_opset, export_onnx
     from .extra import MissingExtraError, require
 
@@ -69,11 +69,12 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     except (ValueError, MissingExtraError) as error:
         return report_error(COMMAND, error)
     args.device = "cpu"  # the export runs on the CPU
-    model = load_model(args, COMMAND)
-    if model is None:
+    predictor = load_model_predictor(args, COMMAND)
+    if predictor is None:
         return 2
     try:
-        result = export_onnx(model, args.out, opset=args.opset, fp16=args.fp16)
+        result = export_onnx(predictor.model, args.out, processor=predictor.processor, opset=args.opset,
+                             fp16=args.fp16)
     except (ValueError, TypeError, OSError, RuntimeError) as error:
         return report_error(COMMAND, error)
     print(f"wrote {result.path} ({result.num_bytes / 2**20:.1f} MiB, opset {result.opset}, {result.precision}); "

@@ -75,7 +75,9 @@ def check_onnx_path(path: Union[str, os.PathLike]) -> Path:
     return path
 
 
-def _check_model(model) -> None:
+def _check_model(model, processor):
+    """The image processor to record for ``model`` (checked against it)."""
+    from ..inference.predict import check_image_processor
     from ..modeling import PromptPARModel
 
     if not isinstance(model, PromptPARModel):
@@ -83,11 +85,12 @@ def _check_model(model) -> None:
             f"export_onnx exports a PromptPARModel, got {type(model).__name__}; load one with "
             "PromptPARModel.from_pretrained(DIR_OR_HUB_ID)."
         )
-    if model.image_processor is None:
+    if processor is None:
         raise ValueError(
-            "This model has no image processor attached, and the ONNX file must record how to preprocess images. "
-            "Load it with PromptPARModel.from_pretrained, or call model.attach_image_processor(...) first."
+            "export_onnx needs the model's processor, whose image settings the ONNX file records: pass "
+            "processor=PromptPARProcessor.from_pretrained(DIR_OR_HUB_ID)."
         )
+    return check_image_processor(model, processor)
 
 
 @contextmanager
@@ -120,12 +123,13 @@ def export_onnx(
     model,
     path: Union[str, os.PathLike],
     *,
+    processor=None,
     opset: int = DEFAULT_OPSET,
     fp16: bool = False,
     check: bool = True,
 ) -> ExportResult:
-    """Export ``model`` (a PromptPARModel with its tokenizer and image processor, as
-    ``from_pretrained`` loads it) to the ONNX file ``path``.
+    """Export ``model`` (a PromptPARModel) to the ONNX file ``path``, with the image
+    settings of ``processor`` (its PromptPARProcessor, or PromptPARImageProcessor).
 
     The file holds one graph, ``pixel_values`` (B, 3, S, S) float32 -> ``logits`` and
     ``probabilities`` (B, N) float32 with a dynamic batch axis B, and the metadata that
@@ -142,7 +146,7 @@ def export_onnx(
     The file is written atomically (a complete file or none); an existing file of that
     name is replaced. The model is left as it was (mode, device, precision).
     """
-    _check_model(model)
+    image_processor = _check_model(model, processor)
     opset = check_opset(opset)
     path = check_onnx_path(path)
     onnx = require("onnx", "exporting to ONNX")
@@ -153,7 +157,7 @@ def export_onnx(
     from .metadata import build_metadata
 
     precision = "fp16" if fp16 else "fp32"
-    size = model.image_processor.size
+    size = image_processor.size
     example = torch.randn(EXAMPLE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         graph = _graph_for(model, precision)
@@ -167,7 +171,7 @@ def export_onnx(
     del graph  # (an fp16 export's copy of the model)
     proto = program.model_proto
     del program
-    onnx.helper.set_model_props(proto, build_metadata(model, precision))
+    onnx.helper.set_model_props(proto, build_metadata(model, image_processor, precision))
     num_bytes = proto.ByteSize()
     if num_bytes >= PROTOBUF_LIMIT:
         raise ValueError(

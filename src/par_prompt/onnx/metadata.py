@@ -45,8 +45,9 @@ OWN_KEYS = ("attributes", "sentences", "threshold", "attribute_thresholds", "dat
 DERIVED_FIELDS = ("id2label", "label2id")
 
 
-def build_metadata(model, precision: str) -> dict[str, str]:
-    """The metadata of an export of ``model`` (a PromptPARModel with its image processor)."""
+def build_metadata(model, image_processor, precision: str) -> dict[str, str]:
+    """The metadata of an export of ``model`` (a PromptPARModel) preprocessed by
+    ``image_processor`` (its PromptPARImageProcessor)."""
     from .. import __version__
 
     config = model.config
@@ -57,7 +58,7 @@ def build_metadata(model, precision: str) -> dict[str, str]:
         "threshold": float(config.threshold),
         "attribute_thresholds": (None if config.attribute_thresholds is None
                                  else [float(t) for t in config.attribute_thresholds]),
-        "image_processor": model.image_processor.to_dict(),
+        "image_processor": image_processor.to_dict(),
         "config": {key: value for key, value in config.to_dict().items()
                    if key not in OWN_KEYS + DERIVED_FIELDS},
         "precision": precision,

@@ -1,12 +1,13 @@
 """``ONNXPromptPARPredictor``: an exported PromptPAR model on ONNX Runtime.
 
 It gives the same :class:`~par_prompt.inference.AttributePrediction` records as
-``PromptPARModel.predict``, through the same code: :func:`par_prompt.inference.predict`
-loads and preprocesses the images with the image processor stored in the file, calls
-the predictor on each batch of pixels as it would call the model, and applies the
-thresholds stored in the file. For that the predictor offers the small part of the
-model interface that ``predict`` uses: ``config``, ``image_processor``, ``device``,
-``dtype``, ``training`` and a call on ``pixel_values`` that returns ``logits``.
+:class:`~par_prompt.inference.PromptPARPredictor`, through the same code:
+:func:`par_prompt.inference.predict` loads and preprocesses the images with the image
+processor stored in the file, calls the predictor on each batch of pixels as it would
+call the model, and applies the thresholds stored in the file. For that the predictor
+offers the small part of the model interface that ``predict`` uses: ``config``,
+``device``, ``dtype``, ``training`` and a call on ``pixel_values`` that returns
+``logits``.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class ONNXPromptPARPredictor:
     """A PromptPAR model exported by :func:`~par_prompt.onnx.export_onnx`, run by ONNX Runtime.
 
     Build it with :meth:`from_file`. ``predict`` and ``iter_predictions`` take the same
-    arguments and give the same results as ``PromptPARModel.predict`` (the global-local
-    branch, a training-time loss term, is not in the graph).
+    arguments and give the same results as those of
+    :class:`~par_prompt.inference.PromptPARPredictor` (the global-local branch, a
+    training-time loss term, is not in the graph).
     """
 
     #: The graph takes float32 pixels on the host, whatever its precision inside.
@@ -156,11 +158,12 @@ class ONNXPromptPARPredictor:
         """Attribute predictions for raw images; see :func:`par_prompt.inference.predict`."""
         from ..inference.predict import predict
 
-        return predict(self, images, threshold=threshold, batch_size=batch_size, return_errors=return_errors)
+        return predict(self, images, threshold=threshold, batch_size=batch_size, processor=self.image_processor,
+                       return_errors=return_errors)
 
     def iter_predictions(self, images, threshold=None, batch_size: int = 32, *, return_errors: bool = False):
         """Like :meth:`predict`, one result at a time; see :func:`par_prompt.inference.iter_predictions`."""
         from ..inference.predict import iter_predictions
 
         return iter_predictions(self, images, threshold=threshold, batch_size=batch_size,
-                                return_errors=return_errors)
+                                processor=self.image_processor, return_errors=return_errors)

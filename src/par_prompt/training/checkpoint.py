@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ..fileio import read_safetensors, write_json_atomic
+from ..saved_files import CLIP_STATE_PREFIX, LEGACY_CLIP_PREFIX
 
 __all__ = [
     "CHECKPOINT_PATTERN",
@@ -86,7 +87,7 @@ def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     statistics, positive ratios). Frozen weights are rebuilt from the backbones."""
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     state = model.state_dict()
-    buffers = {name for name, _ in model.named_buffers() if name in state and not name.startswith("clip.")}
+    buffers = {name for name, _ in model.named_buffers() if name in state and not name.startswith(CLIP_STATE_PREFIX)}
     return {name: state[name].detach().cpu().contiguous() for name in sorted(trainable | buffers)}
 
 
@@ -116,7 +117,8 @@ def _read_json(path: Path, kind: type = dict) -> Any:
 def load_trainable_state(model: torch.nn.Module, path: os.PathLike) -> None:
     """Load a ``trainable_state.safetensors`` into ``model``; the names must match exactly."""
     path = Path(path)
-    found = _read_tensors(path, "training checkpoint")
+    found = {CLIP_STATE_PREFIX + name[len(LEGACY_CLIP_PREFIX):] if name.startswith(LEGACY_CLIP_PREFIX) else name: tensor
+             for name, tensor in _read_tensors(path, "training checkpoint").items()}  # written before the rename
     expected = trainable_state_dict(model)
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     wrong = [n for n in set(expected) & set(found) if expected[n].shape != found[n].shape]

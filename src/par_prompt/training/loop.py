@@ -144,6 +144,7 @@ class PromptPARTrainer:
         self.resume_from: Optional[Path] = None
         self.resumed_state: Optional[dict[str, Any]] = None
         self.hub_repo: Optional[str] = None
+        self.processor = None  # the model's PromptPARProcessor, set when the model is built
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -311,7 +312,9 @@ class PromptPARTrainer:
             raise TrainingDataError(f"The data {where!r} could not be loaded: {error}") from error
 
     def _build_model(self, data):
-        from ..modeling import PromptPARModel
+        """The model to train; its processor (the CLIP's tokenizer and image settings)
+        becomes ``self.processor``."""
+        from ..modeling import PromptPARModel, PromptPARProcessor
         from ..sentences import ATTRIBUTE_SENTENCES
 
         m = self.model_args
@@ -329,11 +332,13 @@ class PromptPARTrainer:
         else:
             clip, fusion = m.clip, m.fusion
         try:
+            self.processor = PromptPARProcessor.from_pretrained(clip, revision=m.clip_revision, cache_dir=m.cache_dir,
+                                                                local_files_only=m.local_files_only)
             return PromptPARModel.from_backbones(
                 clip, list(data.attributes), fusion, clip_revision=m.clip_revision, fusion_revision=m.fusion_revision,
                 cache_dir=m.cache_dir, local_files_only=m.local_files_only, attn_implementation=m.attn_implementation,
                 sentences=list(data.sentences), dataset=dataset_name if dataset_name in ATTRIBUTE_SENTENCES else None,
-                **config_kwargs,
+                processor=self.processor, **config_kwargs,
             )
         except (OSError, ValueError) as error:
             raise TrainingError(f"The model cannot be built from --clip {clip} and --fusion {fusion}: "
@@ -404,7 +409,7 @@ class PromptPARTrainer:
         from ..data import ImageTransform
 
         a, d, accelerator = self.args, self.data_args, self.accelerator
-        transform = ImageTransform.from_processor(model.image_processor)
+        transform = ImageTransform.from_processor(self.processor.image_processor)
         pad = scaled_augment_pad(transform.size, d.augment_pad)
         train_split = ImageSplit(data.splits[d.train_split], transform, labels[d.train_split], train=True,
                                  seed=a.seed, augment_pad=pad)
@@ -476,6 +481,7 @@ class PromptPARTrainer:
                 best = {"metric": a.metric_for_best, "value": value, "epoch": epoch + 1}
                 if accelerator.is_main_process:
                     accelerator.unwrap_model(prepared).save_pretrained(self.best_dir)
+                    self.processor.save_pretrained(self.best_dir)
             accelerator.log({f"validation/{k}": v for k, v in record.items() if k not in ("epoch", "global_step")}
                             | {"epoch": epoch + 1}, step=update)
             logger.info(f"epoch {epoch + 1}/{a.epochs}: train loss {train_loss:.4f} | validation {metrics.paper_row()}"
@@ -521,6 +527,7 @@ class PromptPARTrainer:
         if best["epoch"] == epoch:
             if accelerator.is_main_process:
                 model.save_pretrained(self.best_dir)
+                self.processor.save_pretrained(self.best_dir)
         else:
             earlier = state.get("arguments", {}).get("output_dir")
             source = Path(earlier).expanduser() / BEST_DIR if earlier else None
