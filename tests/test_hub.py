@@ -493,3 +493,23 @@ def test_push_access_problems_are_clear_and_early(whoami, create_error, message)
         check_push_access("acme/promptpar", api=api)
     assert "\n" not in str(caught.value)
     assert ("create_repo" in str(api.calls)) == (create_error is not None)
+
+
+def test_card_python_snippets_run_on_the_saved_folder(model, tmp_path, demo_metrics, monkeypatch):
+    """The card's How-to-use code runs as written, with the repo id pointing at the folder."""
+    from PIL import Image
+
+    from par_prompt import PromptPARProcessor
+
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    PromptPARProcessor.from_pretrained(model.config.clip_name_or_path).save_pretrained(folder)
+    text = render_model_card(model.config, metrics=demo_metrics, dataset_name="synthetic", repo_id=str(folder))
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2 and any("pipeline(" in block for block in blocks)
+    Image.new("RGB", (40, 90), (120, 30, 200)).save(tmp_path / "pedestrian.jpg")
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "card", "exec"), namespace)  # noqa: S102 - our own template's code
+    assert len(namespace["classify"]("pedestrian.jpg")) == 3

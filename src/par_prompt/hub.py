@@ -1,8 +1,8 @@
 """Sharing PromptPAR models on the Hugging Face Hub: the upload and the model card.
 
 A saved PromptPAR model is a small folder (see
-:mod:`par_prompt.modeling.serialization`): the adapter and head weights, ``config.json``,
-tokenizer and image-processor files. Uploading it means uploading that folder and
+:mod:`par_prompt.saved_files`): the adapter and head weights, ``config.json``, the
+processor's tokenizer and image-processor files. Uploading it means uploading that folder and
 nothing else -- never the frozen base weights (they are named by reference) and never
 training leftovers that happen to sit next to it (checkpoints, optimizer states, logs).
 
@@ -539,12 +539,12 @@ def _results(metrics: Optional[Mapping[str, Any]], dataset_id: Optional[str]) ->
 
 
 def _saved_file_names() -> dict[str, str]:
-    """The names of a saved model's files, as the card mentions them (from the module that writes them)."""
-    from .modeling import serialization
+    """The names of a saved model's files, as the card mentions them (from the module that names them)."""
+    from . import saved_files
 
-    return {"config": serialization.CONFIG_FILE, "adapter": serialization.ADAPTER_DIR,
-            "head": serialization.HEAD_FILE, "clip_base": serialization.CLIP_BASE_FILE,
-            "preprocessor": serialization.PREPROCESSOR_FILE}
+    return {"config": saved_files.CONFIG_FILE, "adapter": saved_files.ADAPTER_DIR,
+            "head": saved_files.HEAD_FILE, "clip_base": saved_files.CLIP_BASE_FILE,
+            "processor": saved_files.PROCESSOR_FILE}
 
 
 def _backbones(config: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
