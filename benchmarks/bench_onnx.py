@@ -63,18 +63,19 @@ def build_model(name: str):
     """A full-size random PromptPAR model in eval mode, tokenizer and image processor attached."""
     import torch
 
-    from par_prompt import PromptPARConfig, PromptPARImageProcessor, PromptPARModel, testing
+    from par_prompt import PromptPARConfig, PromptPARImageProcessor, PromptPARModel, backbone_sizes
+    from par_prompt.tiny_backbones import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
 
     if SIZES[name] is None:
-        clip_config, fusion_config = testing.tiny_clip_config(), testing.tiny_vit_config()
+        clip_config, fusion_config = tiny_clip_config(), tiny_vit_config()
     else:
-        clip_config = testing.clip_config_from_sizes(getattr(testing, SIZES[name]))
-        fusion_config = testing.vit_config_from_sizes(testing.VIT_B16_SIZES)
+        clip_config = backbone_sizes.clip_config_from_sizes(getattr(backbone_sizes, SIZES[name]))
+        fusion_config = backbone_sizes.vit_config_from_sizes(backbone_sizes.VIT_B16_SIZES)
     config = PromptPARConfig(attributes=PA100K, dataset="pa100k", clip_config=clip_config,
                              fusion_config=fusion_config)
     torch.manual_seed(0)
     model = PromptPARModel(config)
-    model.attach_tokenizer(testing.tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
+    model.attach_tokenizer(tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
     model.attach_image_processor(PromptPARImageProcessor(size=clip_config.vision_config.image_size))
     with torch.no_grad():  # spread the heads, so that the probabilities are not all 0.5
         generator = torch.Generator().manual_seed(1)

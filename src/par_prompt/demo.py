@@ -251,14 +251,14 @@ def demo_backbones(cache_dir: Union[None, str, os.PathLike] = None, settings: De
                    *, verbose: bool = True):
     """Paths of the demo backbones, building and caching them on first use.
 
-    Returns :class:`par_prompt.testing.TinyBackbones` (``clip``, ``vit``: directories that
+    Returns :class:`par_prompt.tiny_backbones.TinyBackbones` (``clip``, ``vit``: directories that
     ``PromptPARModel.from_backbones`` loads offline). The first call writes the tiny
-    random CLIP and ViT (:func:`par_prompt.testing.write_tiny_backbones`), rescales the
+    random CLIP and ViT (:func:`par_prompt.tiny_backbones.write_tiny_backbones`), rescales the
     ViT layer, pre-trains the CLIP when ``settings.pretrain_steps > 0``
     (:func:`pretrain_contrastive`) and publishes the folder atomically; later calls with
     the same settings and package version return the cached paths at once.
     """
-    from .testing import TinyBackbones
+    from .tiny_backbones import TinyBackbones
 
     folder = cache_root(cache_dir) / f"demo-backbones-{settings.key()}"
     if not _ready(folder):
@@ -273,7 +273,7 @@ def _build_backbones(directory: Path, settings: DemoSettings, verbose: bool) -> 
     from transformers import AutoTokenizer, CLIPModel
 
     from . import __version__
-    from .testing import write_tiny_backbones
+    from .tiny_backbones import write_tiny_backbones
 
     started = time.perf_counter()
     paths = write_tiny_backbones(
@@ -308,7 +308,7 @@ def _build_backbones(directory: Path, settings: DemoSettings, verbose: bool) -> 
 def rescale_fusion_weights(vit_dir: Path, seed: int) -> None:
     """Redraw the linear weights of the ViT's encoder layers from N(0, 1/fan_in), in place.
 
-    Works on ``model.safetensors`` as :func:`par_prompt.testing.write_tiny_backbones`
+    Works on ``model.safetensors`` as :func:`par_prompt.tiny_backbones.write_tiny_backbones`
     writes it (the Hub key layout), so the folder still loads like the real checkpoint.
     Biases, layer norms, embeddings and the classifier are left as they are.
     """

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from par_prompt import PromptPARModel
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 ATTRIBUTES = ["Hat", "Glasses", "Backpack", "ShortSleeve", "Trousers"]
 

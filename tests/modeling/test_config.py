@@ -68,7 +68,7 @@ def test_attributes_from_id2label_alone():
 # ------------------------------------------------------------- types and sizes (issue 11)
 import math
 
-from par_prompt.testing import tiny_clip_config, tiny_vit_config
+from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
 
 @pytest.mark.parametrize(

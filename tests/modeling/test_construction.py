@@ -4,15 +4,14 @@ import pytest
 import torch
 
 from par_prompt import PromptPARConfig, PromptPARModel
-from par_prompt.testing import (
+from par_prompt.backbone_sizes import (
     CLIP_VIT_B16_SIZES,
     CLIP_VIT_L14_SIZES,
     VIT_B16_SIZES,
     clip_config_from_sizes,
-    tiny_clip_config,
-    tiny_vit_config,
     vit_config_from_sizes,
 )
+from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
 from .conftest import ATTRIBUTES, build
 
@@ -39,7 +38,7 @@ def test_builds_from_configs_alone_without_files():
     assert model.config.sentences[0] == "A pedestrian wearing a hat"  # expanded from the table
     with pytest.raises(ValueError, match="No tokenizer is attached"):
         model(torch.randn(2, 3, 32, 32))
-    from par_prompt.testing import tiny_clip_tokenizer
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
     model.attach_tokenizer(tiny_clip_tokenizer())
     assert model.eval()(torch.randn(2, 3, 32, 32)).logits.shape == (2, len(ATTRIBUTES))

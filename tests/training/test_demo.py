@@ -40,7 +40,7 @@ def test_backbones_are_built_once_and_keyed_by_the_settings(tmp_path, monkeypatc
 
 
 def test_pretraining_is_deterministic_and_changes_the_weights(tmp_path):
-    from par_prompt.testing import write_tiny_backbones
+    from par_prompt.tiny_backbones import write_tiny_backbones
 
     a = _clip_weights(demo_backbones(tmp_path / "a", TOY, verbose=False))
     b = _clip_weights(demo_backbones(tmp_path / "b", TOY, verbose=False))
