@@ -115,6 +115,41 @@ def test_every_builtin_word_is_one_token(tokenizer):
     assert not_single == []
 
 
+def test_it_is_a_real_clip_tokenizer_loaded_by_from_pretrained(backbones, tokenizer, offline):
+    from transformers import CLIPTokenizer
+
+    assert isinstance(tokenizer, CLIPTokenizer)  # what AutoTokenizer picks for a CLIP folder
+    again = CLIPTokenizer.from_pretrained(backbones.clip)
+    assert again.get_vocab() == tokenizer.get_vocab() == T.tiny_clip_tokenizer().get_vocab()
+    assert again(SENTENCE)["input_ids"] == tokenizer(SENTENCE)["input_ids"]
+
+
+def test_every_word_of_the_demo_sentences_is_one_token(offline):
+    from par_prompt.data.synthetic import SENTENCES
+    from par_prompt.demo import demo_words
+
+    tokenizer = T.tiny_clip_tokenizer(demo_words())
+    for sentence in SENTENCES:
+        ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        assert len(ids) == len(sentence.split()), sentence
+
+
+def test_the_trained_tokenizer_is_the_same_in_every_process():
+    """The BPE trainer numbers new symbols in hash order, which differs between processes;
+    the tiny tokenizer must not (the demo's figures and caches depend on its ids)."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json; from par_prompt.tiny_backbones import _clip_bpe; "
+            "print(hashlib.sha256(json.dumps(_clip_bpe(('xylophone',))).encode()).hexdigest())")
+    here = __import__("hashlib").sha256(json.dumps(T._clip_bpe(("xylophone",))).encode()).hexdigest()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(T.__file__)),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.strip() == here
+
+
 def test_unknown_word_falls_back_and_round_trips(tokenizer):
     ids = tokenizer("xylophone", add_special_tokens=False)["input_ids"]
     assert len(ids) > 1

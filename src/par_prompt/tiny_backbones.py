@@ -12,15 +12,13 @@ through the real ``from_pretrained`` paths, as it would load the published check
 * :func:`tiny_clip_tokenizer`, :func:`tiny_clip_config` and :func:`tiny_vit_config`
   build the same objects in memory, with no files.
 
-The tokenizer is a genuine CLIP byte-level BPE tokenizer built from scratch:
-the 256 byte-level characters (each also with the ``</w>`` word-final suffix),
-merge chains that turn every word of :data:`PAR_WORDS` (plus any
-``extra_words``) into a single token, then ``<|startoftext|>`` and
-``<|endoftext|>`` as the last two ids, exactly like the real 49408-token
-vocabulary (49406/49407). Any other word still tokenizes, falling back to
-shorter pieces and, at worst, single bytes. Like real CLIP, numbers are split
-into single digits by the pre-tokenizer ("16" -> ``1</w> 6</w>``), so no
-multi-digit token is ever produced.
+The tokenizer is a genuine CLIP byte-level BPE tokenizer whose merges are learnt by the
+``tokenizers`` library's BPE trainer from :data:`PAR_WORDS` (plus any ``extra_words``),
+until every one of those words is a single token. Its vocabulary is laid out as CLIP's
+49408-token one: the 256 byte-level characters, the same with the word-final ``</w>``,
+one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>`` as the last two
+ids. Any other word still tokenizes, in shorter pieces and at worst single bytes; like
+real CLIP, numbers are split into single digits ("16" -> ``1</w> 6</w>``).
 
 The architecture numbers of the full-size backbones are in :mod:`par_prompt.backbone_sizes`.
 Nothing here performs I/O at import time or contacts the Hugging Face Hub.
@@ -32,7 +30,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .backbone_sizes import CLIP_CONTEXT_LENGTH, clip_config_from_sizes, vit_config_from_sizes
@@ -122,91 +120,45 @@ PAR_WORDS: tuple[str, ...] = tuple(
 # ---------------------------------------------------------------------------
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable unicode character table (256 entries, CLIP's order)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    byte_values = printable[:]
-    code_points = printable[:]
-    shift = 0
-    for b in range(256):
-        if b not in printable:
-            byte_values.append(b)
-            code_points.append(256 + shift)
-            shift += 1
-    return dict(zip(byte_values, (chr(c) for c in code_points)))
-
-
-def _apply_bpe(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
-    """Standard BPE: repeatedly merge the lowest-ranked adjacent pair."""
-    symbols = list(symbols)
-    while len(symbols) > 1:
-        best = min(zip(symbols, symbols[1:]), key=lambda pair: ranks.get(pair, float("inf")))
-        if best not in ranks:
-            break
-        merged: list[str] = []
-        i = 0
-        while i < len(symbols):
-            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                merged.append(symbols[i] + symbols[i + 1])
-                i += 2
-            else:
-                merged.append(symbols[i])
-                i += 1
-        symbols = merged
-    return symbols
-
-
-def _base_vocab() -> list[str]:
-    """The 512 base tokens: byte-level characters, then the same with ``</w>``."""
-    chars = list(_bytes_to_unicode().values())
-    return chars + [c + END_OF_WORD for c in chars]
-
-
 @functools.lru_cache(maxsize=8)
 def _clip_bpe(extra_words: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """Vocabulary (in id order) and merges for :data:`PAR_WORDS` + ``extra_words``.
+    """Vocabulary (in id order) and merges learnt from :data:`PAR_WORDS` + ``extra_words``.
 
-    Words are normalised and pre-tokenized by CLIP's own normalizer and
-    pre-tokenizer (so e.g. ``"T-shirt"`` contributes ``t``, ``-`` and
-    ``shirt``). For each resulting piece, the current merges are applied and
-    the remaining symbols are joined left to right by new merges appended at
-    the end of the list. Because BPE always prefers lower ranks, merges added
-    later can never change how an earlier word is encoded, and each word ends
-    as exactly one token.
+    The words go through CLIP's own normalizer and pre-tokenizer (so ``"T-shirt"`` gives
+    ``t``, ``-`` and ``shirt``, in byte-level characters), then ``tokenizers``' BPE
+    trainer merges pairs until every piece is one token. The trainer would number the
+    word-final symbols (``a</w>``, ...) in hash order, which changes from one process
+    to the next and with it the order of tied merges; so each word-final character is
+    handed to it as a private-use character of its own, all 512 symbols are numbered
+    before training (CLIP's order: byte characters by code point, then the word-final
+    ones), and the results are written back with ``</w>``. Same words, same tokenizer.
     """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
-    base = _base_vocab()
-    # Bootstrap tokenizer: only used for its normalizer and pre-tokenizer.
-    backend = CLIPTokenizer(vocab={t: i for i, t in enumerate([*base, BOS_TOKEN, EOS_TOKEN])}, merges=[])
-    normalizer = backend.backend_tokenizer.normalizer
-    pre_tokenizer = backend.backend_tokenizer.pre_tokenizer
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # code-point order is CLIP's byte order
+    final = {char: chr(0xE000 + i) for i, char in enumerate(alphabet)}
+    written_back = {stand_in: char + END_OF_WORD for char, stand_in in final.items()}
+    clip = CLIPTokenizer(vocab={char: i for i, char in enumerate(alphabet)}, merges=[]).backend_tokenizer
+    pieces = [
+        piece[:-1] + final[piece[-1]]
+        for word in (*PAR_WORDS, *extra_words)
+        for piece, _ in clip.pre_tokenizer.pre_tokenize_str(clip.normalizer.normalize_str(word))
+    ]
+    trainer = trainers.BpeTrainer(
+        vocab_size=2 * len(alphabet) + sum(map(len, pieces)),  # more than the merges can fill: train to the end
+        initial_alphabet=[*alphabet, *final.values()], show_progress=False,
+    )
+    bpe = Tokenizer(models.BPE())  # no pre-tokenizer: every piece is one word
+    bpe.train_from_iterator(pieces, trainer)
+    model = json.loads(bpe.to_str())["model"]
 
-    vocab = list(base)
-    known = set(vocab)
-    merges: list[tuple[str, str]] = []
-    ranks: dict[tuple[str, str], int] = {}
-    for word in (*PAR_WORDS, *extra_words):
-        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(word)):
-            symbols = list(piece)
-            symbols[-1] += END_OF_WORD
-            symbols = _apply_bpe(symbols, ranks)
-            while len(symbols) > 1:
-                pair = (symbols[0], symbols[1])
-                if pair not in ranks:
-                    ranks[pair] = len(merges)
-                    merges.append(pair)
-                token = pair[0] + pair[1]
-                if token not in known:
-                    known.add(token)
-                    vocab.append(token)
-                symbols = [token, *symbols[2:]]
-    vocab += [BOS_TOKEN, EOS_TOKEN]
-    return tuple(vocab), tuple(merges)
+    def restore(token: str) -> str:
+        return token[:-1] + written_back[token[-1]] if token[-1] in written_back else token
+
+    vocab = [restore(token) for token, _ in sorted(model["vocab"].items(), key=lambda item: item[1])]
+    merges = tuple((restore(left), restore(right)) for left, right in model["merges"])
+    return (*vocab, BOS_TOKEN, EOS_TOKEN), merges
 
 
 def tiny_clip_tokenizer(extra_words: Iterable[str] = ()):
