@@ -80,12 +80,12 @@ def _fail(message: object) -> int:
 
 def _check_options(args: argparse.Namespace) -> Optional[str]:
     """The first problem with the options alone (before anything is loaded), or None."""
-    from .evaluate import EvaluationError, check_threshold
+    from ..thresholds import check_threshold
 
     if args.threshold is not None:
         try:
-            check_threshold(args.threshold)
-        except EvaluationError as error:
+            check_threshold(args.threshold, "--threshold")
+        except ValueError as error:
             return str(error)
         if args.calibrate:
             return "--threshold and --calibrate exclude each other: calibration sets one threshold per attribute."

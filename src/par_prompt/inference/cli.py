@@ -17,7 +17,6 @@ are plain functions, shared.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from contextlib import contextmanager, nullcontext
@@ -31,14 +30,17 @@ MIN_PANEL, MAX_PANEL = 16, 1024
 
 
 def probability(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
+    """argparse type: a threshold, a number in [0, 1] (:func:`par_prompt.thresholds.check_threshold`)."""
+    from ..thresholds import check_threshold
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
+    try:
+        return check_threshold(value, "the threshold")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def bounded_int(low: int, high: Optional[int] = None):

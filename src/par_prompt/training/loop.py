@@ -657,8 +657,9 @@ class PromptPARTrainer:
 
     def _evaluate(self, model, loader):
         """Metrics of ``model`` (prepared or not) on a prepared loader, gathered from every process."""
-        from ..evaluation import collect_predictions, resolve_threshold
+        from ..evaluation import collect_predictions
         from ..metrics import compute_par_metrics
+        from ..thresholds import resolve_threshold
 
         accelerator = self.accelerator
         unwrapped = accelerator.unwrap_model(model)
