@@ -22,7 +22,8 @@ import sys
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterable, Iterator, Optional
 
-from ..cli import one_line, report_error
+from ..cli import report_error, report_warning
+from ..quiet import quiet_libraries
 from .writers import FORMATS
 
 #: Side of a visualize panel, in pixels (bounded: the picture grows with its square).
@@ -136,11 +137,6 @@ def _error(command: str, message: Any) -> None:
     tqdm.write(f"par-prompt {command}: error: {message}", file=sys.stderr)
 
 
-def _warn(command: str, message: Any) -> None:
-    """``par-prompt COMMAND: warning: MESSAGE`` on stderr, one line; the command goes on."""
-    print(f"par-prompt {command}: warning: {one_line(message)}", file=sys.stderr)
-
-
 def resolve_device(name: Optional[str]) -> str:
     """The torch device to run on: ``name`` checked to exist here (``ValueError`` with the
     fix otherwise: ``cuda`` without a CUDA build or GPU, ``cuda:3`` on a two-GPU machine,
@@ -177,30 +173,6 @@ def resolve_device(name: Optional[str]) -> str:
     return name
 
 
-@contextmanager
-def _quiet_transformers(verbose: bool) -> Iterator[None]:
-    """Silence transformers' loading reports, progress bars and deprecation warnings
-    (FutureWarning) unless ``verbose``."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    if verbose:
-        yield
-        return
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def load_model(args: argparse.Namespace, command: str):
     """The model named by ``--model`` on ``--device`` (checked), with its image processor
     checked against it; None after reporting why not."""
@@ -217,7 +189,8 @@ def load_model(args: argparse.Namespace, command: str):
         report_error(command, error)
         return None
     try:
-        with _quiet_transformers(args.verbose):
+        # transformers' loading reports, bars and deprecation warnings, unless --verbose
+        with quiet_libraries("transformers", bars=True, future_warnings=True, enabled=not args.verbose):
             model = PromptPARModel.from_pretrained(args.model, revision=args.revision, device=device)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
         report_error(command, f"cannot load the model {args.model!r}: {error}")
@@ -363,7 +336,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     except ValueError as error:
         return report_error("visualize", error)
     for note in drawing_warnings(config, args.top_k, option="--top-k"):
-        _warn("visualize", note)
+        report_warning("visualize", note)
     try:
         maps = attention_maps(model, args.image, threshold=args.threshold, model_name=args.model)
     except ImageInputError as error:

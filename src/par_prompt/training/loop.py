@@ -26,7 +26,6 @@ processes compute the same updates as one process with the same global batch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..fileio import write_json_atomic
+from ..quiet import quiet_libraries
 from .arguments import (
     RESUME_MAY_CHANGE,
     DataArguments,
@@ -385,7 +385,7 @@ class PromptPARTrainer:
                 self._check_resumed_data()
                 if accelerator.is_main_process:
                     self._write_arguments()
-                with accelerator.main_process_first(), _quiet_transformers():
+                with accelerator.main_process_first(), quiet_libraries("transformers", bars=True):
                     set_seed(args.seed)
                     model = self._build_model(data)
                 self.data, self.model = data, model
@@ -676,7 +676,7 @@ class PromptPARTrainer:
         if loader is None:
             return None
         accelerator, m = self.accelerator, self.model_args
-        with _quiet_transformers():
+        with quiet_libraries("transformers", bars=True):  # no loading bars or reports in the training output
             best = PromptPARModel.from_pretrained(self.best_dir, cache_dir=m.cache_dir,
                                                   local_files_only=m.local_files_only,
                                                   attn_implementation=m.attn_implementation)
@@ -740,23 +740,6 @@ def _process_state():
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Loading the backbones: no weight-loading bars or load reports (e.g. the ViT checkpoint's
-    unused classifier) in the training output; errors still show."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def train(model_args: Optional[ModelArguments] = None, data_args: Optional[DataArguments] = None,
