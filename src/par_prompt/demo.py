@@ -89,6 +89,10 @@ __all__ = [
 
 #: Seed-sequence entropy of the pre-training images: disjoint from make_synthetic's streams.
 PRETRAIN_STREAM = 0x50524554
+#: Part of the cache key: raised whenever the backbones built for the same settings change
+#: (2: the tiny tokenizer is trained by the tokenizers library), so that a cache written by
+#: an earlier build is never taken for the current one.
+BACKBONES_REVISION = 2
 
 #: The demo's defaults for the options that :data:`par_prompt.training.arguments.PAPER_DEFAULTS`
 #: fills in a real run: synthetic data, a higher learning rate and fewer, shorter epochs so
@@ -136,10 +140,12 @@ class DemoSettings:
     fusion_weight_scale: str = "fan_in"  # or "default" (initializer_range 0.02)
 
     def key(self) -> str:
-        """Hash of the settings and the package version: the cache folder's name."""
+        """Hash of the settings, the package version and :data:`BACKBONES_REVISION`: the
+        cache folder's name."""
         from . import __version__
 
-        payload = json.dumps({"settings": asdict(self), "version": __version__}, sort_keys=True)
+        payload = json.dumps({"settings": asdict(self), "version": __version__, "revision": BACKBONES_REVISION},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
