@@ -12,7 +12,7 @@ of its source tree, and builds the same model from the same seed:
 The model is the issue's setting: CLIP ViT-B/16 + ViT-B/16 fusion at full size (random
 weights: speed and memory do not depend on the values), fp32 on the CPU, the 51 RAPv1
 attributes with their sentences (tokenized by the tiny BPE tokenizer of
-:mod:`par_prompt.testing`, whose sentence lengths are close to CLIP's own), the paper's
+:mod:`par_prompt.tiny_backbones`, whose sentence lengths are close to CLIP's own), the paper's
 prompt settings, batch 16. A step is what the training loop does per update: forward
 with labels (weighted BCE + GL), backward, gradient-norm clip 10, SGD with the paper's
 two parameter groups.
@@ -70,8 +70,10 @@ def worker(args: argparse.Namespace) -> None:
 
     from par_prompt import PromptPARConfig, PromptPARModel
     from par_prompt.sentences import DATASET_ATTRIBUTES
-    from par_prompt.testing import CLIP_VIT_B16_SIZES, VIT_B16_SIZES, clip_config_from_sizes, tiny_clip_config
-    from par_prompt.testing import tiny_clip_tokenizer, tiny_vit_config, vit_config_from_sizes
+    from par_prompt.backbone_sizes import CLIP_VIT_B16_SIZES, VIT_B16_SIZES, clip_config_from_sizes
+    from par_prompt.tiny_backbones import tiny_clip_config
+    from par_prompt.backbone_sizes import vit_config_from_sizes
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer, tiny_vit_config
     from par_prompt.training import build_optimizer
 
     if args.threads:

@@ -85,18 +85,19 @@ def build_models(name: str, device, dtype):
         PromptPARImageProcessor,
         PromptPARModel,
         PromptPARProcessor,
-        testing,
+        backbone_sizes,
     )
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
-    clip_config = testing.clip_config_from_sizes(getattr(testing, MODELS[name][0]))
+    clip_config = backbone_sizes.clip_config_from_sizes(getattr(backbone_sizes, MODELS[name][0]))
     config = PromptPARConfig(attributes=PA100K, dataset="pa100k", clip_config=clip_config,
-                             fusion_config=testing.vit_config_from_sizes(testing.VIT_B16_SIZES))
+                             fusion_config=backbone_sizes.vit_config_from_sizes(backbone_sizes.VIT_B16_SIZES))
     torch.manual_seed(0)
     with torch.device(device):
         model = PromptPARModel(config)
         bare = CLIPVisionModel(clip_config.vision_config)
     processor = PromptPARProcessor(image_processor=PromptPARImageProcessor(size=clip_config.vision_config.image_size),
-                                   tokenizer=testing.tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
+                                   tokenizer=tiny_clip_tokenizer())  # its ids fit any CLIP vocabulary
     model.set_sentence_token_ids(processor.sentence_token_ids(model.config.sentences))
     return model.to(dtype).eval(), bare.to(dtype).eval(), processor
 

@@ -60,21 +60,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _clip_config(name: str):
-    from par_prompt import testing
+    from par_prompt import backbone_sizes
+    from par_prompt.tiny_backbones import tiny_clip_config
 
     if SIZES[name] is None:
-        return testing.tiny_clip_config()
-    return testing.clip_config_from_sizes(getattr(testing, SIZES[name]))
+        return tiny_clip_config()
+    return backbone_sizes.clip_config_from_sizes(getattr(backbone_sizes, SIZES[name]))
 
 
 def build_processor(name: str):
     """The processor of :func:`build_model`'s model: the tiny tokenizer (its ids fit any
     CLIP vocabulary) and an image processor at the CLIP's image size."""
-    from par_prompt import PromptPARImageProcessor, PromptPARProcessor, testing
+    from par_prompt import PromptPARImageProcessor, PromptPARProcessor
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
     size = _clip_config(name).vision_config.image_size
     return PromptPARProcessor(image_processor=PromptPARImageProcessor(size=size),
-                              tokenizer=testing.tiny_clip_tokenizer())
+                              tokenizer=tiny_clip_tokenizer())
 
 
 def build_model(name: str):
@@ -82,11 +84,12 @@ def build_model(name: str):
     :func:`build_processor`'s tokenizer."""
     import torch
 
-    from par_prompt import PromptPARConfig, PromptPARModel, testing
+    from par_prompt import PromptPARConfig, PromptPARModel, backbone_sizes
+    from par_prompt.tiny_backbones import tiny_vit_config
 
     clip_config = _clip_config(name)
-    fusion_config = testing.tiny_vit_config() if SIZES[name] is None else testing.vit_config_from_sizes(
-        testing.VIT_B16_SIZES)
+    fusion_config = tiny_vit_config() if SIZES[name] is None else backbone_sizes.vit_config_from_sizes(
+        backbone_sizes.VIT_B16_SIZES)
     config = PromptPARConfig(attributes=PA100K, dataset="pa100k", clip_config=clip_config,
                              fusion_config=fusion_config)
     torch.manual_seed(0)

@@ -36,7 +36,7 @@ def measure(mode: str, folder: str, batch: int) -> dict:
 
     from par_prompt import PromptPARModel, PromptPARProcessor
     from par_prompt.inference.predict import iter_predictions, load_image, predict_probabilities
-    from par_prompt.testing import write_tiny_backbones
+    from par_prompt.tiny_backbones import write_tiny_backbones
 
     backbones = write_tiny_backbones(Path(folder) / "backbones", image_size=32, patch_size=4)
     model = PromptPARModel.from_backbones(backbones.clip, ["a", "b"], fusion_name_or_path=backbones.vit,

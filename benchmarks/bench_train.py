@@ -13,7 +13,7 @@ Two models, random weights (speed does not depend on the values):
 A step is what the training loop does per update: forward with labels (weighted BCE +
 GL loss), backward, gradient-norm clip 10, SGD step with the paper's two parameter
 groups (``par_prompt.training.build_optimizer``). The sentences are tokenized with the
-tiny BPE tokenizer of :mod:`par_prompt.testing` (every id is below CLIP's 49,408-token
+tiny BPE tokenizer of :mod:`par_prompt.tiny_backbones` (every id is below CLIP's 49,408-token
 vocabulary; its sentence lengths, which set the text tower's cost, are close to CLIP's own).
 
 Peak memory per step: on CUDA ``torch.cuda.max_memory_allocated`` after a reset; on
@@ -95,12 +95,12 @@ def build(name: str):
     """(model, batch size) of a benchmark configuration, random weights."""
     from par_prompt import PromptPARConfig, PromptPARModel
     from par_prompt.modeling import sentence_token_ids
-    from par_prompt.testing import tiny_clip_tokenizer
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
     if name == "tiny":
         from par_prompt.data.synthetic import ATTRIBUTES, SENTENCES
         from par_prompt.demo import DemoSettings, demo_words
-        from par_prompt.testing import tiny_clip_config, tiny_vit_config
+        from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
         s = DemoSettings()
         tokenizer = tiny_clip_tokenizer(demo_words())
@@ -114,7 +114,12 @@ def build(name: str):
                                  fusion_config=fusion, prompts_per_group=4, fusion_layers=0)
         batch = 32
     elif name == "vitb16":
-        from par_prompt.testing import CLIP_VIT_B16_SIZES, VIT_B16_SIZES, clip_config_from_sizes, vit_config_from_sizes
+        from par_prompt.backbone_sizes import (
+            CLIP_VIT_B16_SIZES,
+            VIT_B16_SIZES,
+            clip_config_from_sizes,
+            vit_config_from_sizes,
+        )
 
         tokenizer = tiny_clip_tokenizer()
         config = PromptPARConfig(attributes=PA100K_ATTRIBUTES, dataset="pa100k",

@@ -27,7 +27,7 @@ def main() -> int:
     device = torch.device(args.device)
 
     from par_prompt import PromptPARModel
-    from par_prompt.testing import write_tiny_backbones
+    from par_prompt.tiny_backbones import write_tiny_backbones
 
     failures = []
 

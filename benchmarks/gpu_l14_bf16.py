@@ -49,15 +49,13 @@ def build_model(smoke: bool, device: torch.device):
     """PromptPARModel with random weights: ViT-L/14 + ViT-B/16 fusion (paper), or tiny sizes."""
     from par_prompt import PromptPARConfig, PromptPARModel
     from par_prompt.modeling import sentence_token_ids
-    from par_prompt.testing import (
+    from par_prompt.backbone_sizes import (
         CLIP_VIT_L14_SIZES,
         VIT_B16_SIZES,
         clip_config_from_sizes,
-        tiny_clip_config,
-        tiny_clip_tokenizer,
-        tiny_vit_config,
         vit_config_from_sizes,
     )
+    from par_prompt.tiny_backbones import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
 
     if smoke:
         clip_config, fusion_config = tiny_clip_config(), tiny_vit_config()

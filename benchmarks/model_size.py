@@ -19,14 +19,14 @@ import torch
 
 from par_prompt import PromptPARConfig, PromptPARModel
 from par_prompt.modeling import sentence_token_ids
-from par_prompt.testing import (
+from par_prompt.backbone_sizes import (
     CLIP_VIT_B16_SIZES,
     CLIP_VIT_L14_SIZES,
     VIT_B16_SIZES,
     clip_config_from_sizes,
-    tiny_clip_tokenizer,
     vit_config_from_sizes,
 )
+from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
 ATTRIBUTES = [f"attribute{i}" for i in range(51)]  # RAPv1's 51
 

@@ -226,7 +226,7 @@ def test_validation_errors():
         compute_par_metrics(np.full((3, 4), np.nan), LABELS)
     with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
         compute_par_metrics(PROBS, LABELS, threshold=1.5)
-    with pytest.raises(ValueError, match=r"one value per attribute \(shape \(4,\)\)"):
+    with pytest.raises(ValueError, match=r"got 2 thresholds for 4 attributes; give one per attribute"):
         compute_par_metrics(PROBS, LABELS, threshold=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"every threshold must lie in \[0, 1\]"):
         compute_par_metrics(PROBS, LABELS, threshold=[0.5, 0.5, 0.5, -0.1])

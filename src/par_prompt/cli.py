@@ -8,7 +8,8 @@ Conventions shared by every subcommand (kept here, once):
 
 * flags are accepted with dashes or underscores (``--batch-size`` = ``--batch_size``);
 * bad input ends in one line on stderr, ``par-prompt COMMAND: error: ...``, and exit
-  code 2. Subcommands report the errors they expect themselves; :func:`main` is the
+  code 2 (:func:`report_error`); a warning is one line too, ``par-prompt COMMAND:
+  warning: ...``, and the command goes on (:func:`report_warning`). Subcommands report the errors they expect themselves; :func:`main` is the
   safety net for the rest of the bad-input exceptions (:data:`BAD_INPUT_ERRORS`), so a
   wrong file never ends in a traceback. ``PAR_PROMPT_DEBUG=1`` shows the traceback.
 """
@@ -47,9 +48,18 @@ def one_line(message: object) -> str:
 
 def report_error(command: str, message: object) -> int:
     """Print ``par-prompt COMMAND: error: MESSAGE`` on stderr; returns 2, the bad-input exit code."""
-    prefix = f"par-prompt {command}" if command else "par-prompt"
-    print(f"{prefix}: error: {one_line(message)}", file=sys.stderr)
+    _report(command, "error", message)
     return 2
+
+
+def report_warning(command: str, message: object) -> None:
+    """Print ``par-prompt COMMAND: warning: MESSAGE`` on stderr, one line; the command goes on."""
+    _report(command, "warning", message)
+
+
+def _report(command: str, kind: str, message: object) -> None:
+    prefix = f"par-prompt {command}" if command else "par-prompt"
+    print(f"{prefix}: {kind}: {one_line(message)}", file=sys.stderr)
 
 
 def normalize_flags(argv: Sequence[str]) -> list[str]:

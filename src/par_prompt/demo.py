@@ -1,9 +1,14 @@
-"""Demo backbones and data for ``examples/train_par.py`` without arguments, cached on disk.
+"""The embedded demo: PromptPAR trained on tiny backbones and synthetic data in minutes.
 
+``par-prompt train`` (and ``accelerate launch examples/train_par.py``) without ``--clip``
+runs :func:`train_demo`, an application of :mod:`par_prompt.training`: the training's
+own entry point, with the demo's defaults (:data:`DEMO_DEFAULTS`: the synthetic data set,
+a higher learning rate, fewer and shorter epochs) and the demo's backbones.
 :func:`demo_backbones` writes a tiny CLIP (64 px, patch 8, width 64, 3 layers per tower,
 a CLIP BPE tokenizer that keeps every word of the synthetic attribute sentences whole)
-and a tiny one-layer ViT, and caches them; :func:`demo_dataset` generates and caches the
-synthetic data set. Both are keyed by a hash of their settings and the package version.
+and a tiny one-layer ViT, and caches them (:mod:`par_prompt.cache`), keyed by a hash of
+their settings and the package version; the synthetic data are cached the same way
+(:func:`par_prompt.data.load_synthetic`).
 
 **Pre-training: measured, and off by default.** PromptPAR tunes prompts on a frozen,
 pre-trained CLIP, so the demo can give its tiny CLIP a short contrastive pre-training
@@ -48,11 +53,10 @@ to the text tokens, and with ``--fusion-layers 1`` validation mA then swung betw
 and 0.75 from epoch to epoch in our runs.
 
 **Cache.** Under ``cache_dir`` (``$PAR_PROMPT_CACHE``, else ``~/.cache/par_prompt``), e.g.
-``demo-backbones-3f2a…/{clip,vit,settings.json}`` and ``synthetic-…/``. A folder is
-assembled in a temporary directory next to its final place and renamed into place
-(atomic): an interrupted run never leaves a half-written cache, and concurrent runs never
-read one. Everything is deterministic for a given seed on a given machine (same torch
-version and thread count).
+``demo-backbones-3f2a…/{clip,vit,settings.json}`` and ``synthetic-…/``, each built in a
+temporary directory and renamed into place (:func:`par_prompt.cache.cached_folder`).
+Everything is deterministic for a given seed on a given machine (same torch version and
+thread count).
 
 Nothing happens at import time.
 """
@@ -68,22 +72,47 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
+
+from .cache import SETTINGS_FILE, cache_root, cached_folder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEMO_DEFAULTS",
     "DemoSettings",
-    "cache_root",
     "demo_backbones",
-    "demo_dataset",
     "demo_words",
     "pretrain_contrastive",
+    "train_demo",
 ]
 
-CACHE_ENV = "PAR_PROMPT_CACHE"
 #: Seed-sequence entropy of the pre-training images: disjoint from make_synthetic's streams.
 PRETRAIN_STREAM = 0x50524554
+#: Part of the cache key: raised whenever the backbones built for the same settings change
+#: (2: the tiny tokenizer is trained by the tokenizers library), so that a cache written by
+#: an earlier build is never taken for the current one.
+BACKBONES_REVISION = 2
+
+#: The demo's defaults for the options that :data:`par_prompt.training.arguments.PAPER_DEFAULTS`
+#: fills in a real run: synthetic data, a higher learning rate and fewer, shorter epochs so
+#: that it learns in a few minutes. Its fusion is the paper's Table VI variant (a trainable
+#: MLP over the sequence): a frozen fusion layer must come from a ViT that has learned to
+#: attend (the paper takes ImageNet ViT-B/16's last layer), and the demo's tiny ViT is
+#: random. Measured on the synthetic data (benchmarks/RESULTS.md): validation mA 0.877 with
+#: --fusion-layers 0; 0.706 with 1 (0.788 on a pre-trained tiny CLIP).
+DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"prompts_per_group": 4, "fusion_layers": 0},
+    "data": {"dataset": "synthetic", "num_workers": 0},
+    "training": {
+        "output_dir": "outputs/demo",
+        "epochs": 14,
+        "batch_size": 32,
+        "lr_head": 0.1,
+        "lr_prompt": 0.05,
+        "warmup_epochs": 1,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -111,19 +140,13 @@ class DemoSettings:
     fusion_weight_scale: str = "fan_in"  # or "default" (initializer_range 0.02)
 
     def key(self) -> str:
-        """Hash of the settings and the package version: the cache folder's name."""
+        """Hash of the settings, the package version and :data:`BACKBONES_REVISION`: the
+        cache folder's name."""
         from . import __version__
 
-        payload = json.dumps({"settings": asdict(self), "version": __version__}, sort_keys=True)
+        payload = json.dumps({"settings": asdict(self), "version": __version__, "revision": BACKBONES_REVISION},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def cache_root(cache_dir: Union[None, str, os.PathLike] = None) -> Path:
-    """``cache_dir``, else ``$PAR_PROMPT_CACHE``, else ``~/.cache/par_prompt``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "par_prompt"
 
 
 def demo_words() -> list[str]:
@@ -223,48 +246,26 @@ def pretrain_contrastive(clip, tokenizer, settings: DemoSettings,
             "steps": total, "batch_size": batch, "images": len(images)}
 
 
-# ----------------------------------------------------------------------------------- cache
-
-
-def _ready(folder: Path) -> bool:
-    return (folder / "settings.json").is_file()
-
-
-def _publish(build: Callable[[Path], None], folder: Path) -> Path:
-    """Build into a temporary directory next to ``folder`` and rename it into place.
-
-    If another process published ``folder`` meanwhile, its copy is kept and ours dropped.
-    """
-    from .fileio import atomic_directory
-
-    try:
-        with atomic_directory(folder, overwrite=False) as tmp:
-            build(tmp)
-    except (FileExistsError, OSError):
-        if _ready(folder):  # a concurrent run got there first
-            return folder
-        raise
-    return folder
+# ------------------------------------------------------------------------------- backbones
 
 
 def demo_backbones(cache_dir: Union[None, str, os.PathLike] = None, settings: DemoSettings = DemoSettings(),
                    *, verbose: bool = True):
     """Paths of the demo backbones, building and caching them on first use.
 
-    Returns :class:`par_prompt.testing.TinyBackbones` (``clip``, ``vit``: directories that
+    Returns :class:`par_prompt.tiny_backbones.TinyBackbones` (``clip``, ``vit``: directories that
     ``PromptPARModel.from_backbones`` loads offline). The first call writes the tiny
-    random CLIP and ViT (:func:`par_prompt.testing.write_tiny_backbones`), rescales the
+    random CLIP and ViT (:func:`par_prompt.tiny_backbones.write_tiny_backbones`), rescales the
     ViT layer, pre-trains the CLIP when ``settings.pretrain_steps > 0``
     (:func:`pretrain_contrastive`) and publishes the folder atomically; later calls with
     the same settings and package version return the cached paths at once.
     """
-    from .testing import TinyBackbones
+    from .tiny_backbones import TinyBackbones
 
     folder = cache_root(cache_dir) / f"demo-backbones-{settings.key()}"
-    if not _ready(folder):
-        _publish(lambda tmp: _build_backbones(tmp, settings, verbose), folder)
-    elif verbose:
+    if verbose and (folder / SETTINGS_FILE).is_file():
         logger.info("Using the cached demo backbones in %s", folder)
+    cached_folder(folder, lambda tmp: _build_backbones(tmp, settings, verbose))
     return TinyBackbones(clip=str(folder / "clip"), vit=str(folder / "vit"))
 
 
@@ -273,7 +274,7 @@ def _build_backbones(directory: Path, settings: DemoSettings, verbose: bool) -> 
     from transformers import AutoTokenizer, CLIPModel
 
     from . import __version__
-    from .testing import write_tiny_backbones
+    from .tiny_backbones import write_tiny_backbones
 
     started = time.perf_counter()
     paths = write_tiny_backbones(
@@ -299,7 +300,7 @@ def _build_backbones(directory: Path, settings: DemoSettings, verbose: bool) -> 
         clip.save_pretrained(paths.clip)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     record = {"settings": asdict(settings), "version": __version__, "pretraining": summary}
-    (directory / "settings.json").write_text(json.dumps(record, indent=2) + "\n")
+    (directory / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     if verbose and settings.pretrain_steps > 0:
         logger.info("Demo CLIP pre-trained in %.0f s (sigmoid contrastive loss %.3f, balanced pair accuracy %.2f)",
                     summary["seconds"], summary["final_loss"], summary["balanced_pair_accuracy"])
@@ -308,7 +309,7 @@ def _build_backbones(directory: Path, settings: DemoSettings, verbose: bool) -> 
 def rescale_fusion_weights(vit_dir: Path, seed: int) -> None:
     """Redraw the linear weights of the ViT's encoder layers from N(0, 1/fan_in), in place.
 
-    Works on ``model.safetensors`` as :func:`par_prompt.testing.write_tiny_backbones`
+    Works on ``model.safetensors`` as :func:`par_prompt.tiny_backbones.write_tiny_backbones`
     writes it (the Hub key layout), so the folder still loads like the real checkpoint.
     Biases, layer norms, embeddings and the classifier are left as they are.
     """
@@ -345,23 +346,26 @@ class _Bar:
             self._bar.close()
 
 
-def demo_dataset(num_train: int = 2000, num_val: int = 400, num_test: int = 400, seed: int = 0,
-                 cache_dir: Union[None, str, os.PathLike] = None):
-    """The synthetic data set (:func:`par_prompt.data.make_synthetic`) as
-    :class:`~par_prompt.data.ParData`, generated once and cached (atomically) under
-    ``cache_dir`` in a folder keyed by the sizes, the seed and the package version."""
-    from . import __version__
-    from .data import load, make_synthetic
+# ------------------------------------------------------------------------------ the run
 
-    key = hashlib.sha256(json.dumps([num_train, num_val, num_test, seed, __version__]).encode()).hexdigest()[:16]
-    folder = cache_root(cache_dir) / f"synthetic-{key}"
 
-    def build(tmp: Path) -> None:
-        splits = make_synthetic(num_train, num_val, num_test, seed=seed)
-        splits.save_to_disk(str(tmp / "data"))
-        (tmp / "settings.json").write_text(json.dumps(
-            {"num_train": num_train, "num_val": num_val, "num_test": num_test, "seed": seed, "version": __version__}))
+def _backbone_source(training_args, verbose: bool) -> tuple[str, str]:
+    """The demo's :data:`~par_prompt.training.loop.BackboneSource`: its cached backbones,
+    pre-trained for ``--demo-pretrain-steps``, under ``--demo-cache-dir``."""
+    settings = DemoSettings(pretrain_steps=training_args.demo_pretrain_steps)
+    backbones = demo_backbones(training_args.demo_cache_dir, settings, verbose=verbose)
+    return backbones.clip, backbones.vit
 
-    if not _ready(folder):
-        _publish(build, folder)
-    return load(str(folder / "data"))
+
+def train_demo(model_args=None, data_args=None, training_args=None, *, sources: Optional[dict[str, Any]] = None):
+    """Run the demo: :func:`par_prompt.training.train` with :data:`DEMO_DEFAULTS` and the
+    demo backbones (see the module docstring); every option can still be set. Returns the
+    :class:`~par_prompt.training.TrainingResult`."""
+    from .training import DataArguments, ModelArguments, TrainingArguments, train
+
+    model_args = model_args or ModelArguments()
+    if model_args.clip is not None:
+        raise ValueError(f"The demo brings its own backbones; drop --clip {model_args.clip} to run it, or train "
+                         f"with par_prompt.training.train.")
+    return train(model_args, data_args or DataArguments(), training_args or TrainingArguments(), sources=sources,
+                 defaults=DEMO_DEFAULTS, backbones=_backbone_source)

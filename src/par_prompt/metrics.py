@@ -63,6 +63,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .thresholds import resolve_threshold
+
 __all__ = [
     "EVALUATE_METRIC_PATH",
     "ParMetricAccumulator",
@@ -153,24 +155,6 @@ def _check_pair(probs: Any, labels: Any, num_attributes: int | None = None) -> t
     if probs.shape != labels.shape:
         raise ValueError(f"probs and labels must have the same shape, got {probs.shape} and {labels.shape}")
     return probs, labels
-
-
-def _check_threshold(threshold: Any, num_attributes: int) -> tuple[np.ndarray, float | list[float]]:
-    """(per-attribute threshold array of shape (N,), JSON-friendly copy of what was given)."""
-    array = _to_numpy(threshold).astype(np.float64) if not isinstance(threshold, (int, float)) else None
-    if array is None or array.ndim == 0:
-        value = float(threshold if array is None else array)
-        if not 0.0 <= value <= 1.0 or math.isnan(value):
-            raise ValueError(f"threshold must lie in [0, 1], got {value}")
-        return np.full(num_attributes, value), value
-    if array.shape != (num_attributes,):
-        raise ValueError(
-            f"threshold must be a float or one value per attribute (shape ({num_attributes},)), "
-            f"got shape {array.shape}"
-        )
-    if np.isnan(array).any() or array.min() < 0.0 or array.max() > 1.0:
-        raise ValueError("every threshold must lie in [0, 1]")
-    return array, [float(t) for t in array]
 
 
 def _check_names(attribute_names: Sequence[str] | None, num_attributes: int) -> list[str]:
@@ -381,8 +365,9 @@ def compute_par_metrics(
     num_samples, num_attributes = labels.shape
     if num_samples == 0:
         raise ValueError("cannot compute metrics on zero samples")
-    thresholds, threshold_given = _check_threshold(threshold, num_attributes)
     names = _check_names(attribute_names, num_attributes)
+    choice = resolve_threshold(threshold=threshold, num_attributes=num_attributes, attribute_names=names)
+    thresholds = np.asarray(choice.values(num_attributes), dtype=np.float64)
 
     certain = labels != 2
     predicted = (probs > thresholds[None, :]) & certain  # P, uncertain entries removed
@@ -413,7 +398,7 @@ def compute_par_metrics(
         precision=mean_prec,
         recall=mean_rec,
         f1=float(f1.mean()),
-        threshold=threshold_given,
+        threshold=choice.value,
         positive_recall=_listed(pos_recall, has_pos),
         negative_recall=_listed(neg_recall, has_neg),
         attribute_names=names,

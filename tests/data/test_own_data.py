@@ -306,7 +306,7 @@ def test_readme_own_data_section_runs_end_to_end(tmp_path, monkeypatch):
     from accelerate.state import AcceleratorState, GradientState
 
     from par_prompt.cli import main as par_prompt
-    from par_prompt.testing import write_tiny_backbones
+    from par_prompt.tiny_backbones import write_tiny_backbones
 
     readme = (ROOT / "README.md").read_text()
     match = re.search(r"<!-- snippet: own-data -->\s*```bash\n(.*?)```", readme, re.S)

@@ -9,7 +9,7 @@ import torch
 
 from par_prompt import PromptPARModel, PromptPARProcessor
 from par_prompt.data import load, make_synthetic, save
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 
 def tiny_model(directory: Path, attributes, sentences=None, seed: int = 0) -> PromptPARModel:

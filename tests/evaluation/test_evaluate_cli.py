@@ -253,7 +253,7 @@ def test_threshold_precedence():
     assert resolve_threshold(Config()).value == [0.2, 0.7]
     assert resolve_threshold(Config()).describe() == "per-attribute (from the model config)"
     assert resolve_threshold(Config(), 0.6).value == 0.6
-    with pytest.raises(EvaluationError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\], got 2.0"):  # par_prompt.thresholds
         resolve_threshold(Config(), 2.0)
 
 

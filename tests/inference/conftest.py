@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from par_prompt import PromptPARModel, PromptPARPredictor, PromptPARProcessor
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 ATTRIBUTES = ["Female", "Hat", "Glasses", "HandBag", "LongCoat", "Trousers"]
 IMAGE_SIZE, PATCH_SIZE = 32, 4  # an 8×8 patch grid; 4 regions over rows 0-2, 1-4, 3-6, 5-7

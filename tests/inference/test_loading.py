@@ -11,7 +11,7 @@ import torch
 
 from par_prompt import PromptPARModel, PromptPARPredictor, PromptPARProcessor
 from par_prompt.modeling.loading import MissingBaseModelError
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 from .conftest import (
     HUB_CLIP,

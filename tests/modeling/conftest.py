@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from par_prompt import PromptPARModel
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 ATTRIBUTES = ["Hat", "Glasses", "Backpack", "ShortSleeve", "Trousers"]
 
@@ -55,7 +55,7 @@ def labels():
 def tokenize(model: PromptPARModel, tokenizer=None) -> PromptPARModel:
     """Give a model built from a config its sentences' token ids (the tiny CLIP tokenizer's)."""
     from par_prompt.modeling import sentence_token_ids
-    from par_prompt.testing import tiny_clip_tokenizer
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
     model.set_sentence_token_ids(sentence_token_ids(tokenizer or tiny_clip_tokenizer(), model.config.sentences))
     return model

@@ -49,7 +49,7 @@ def test_auto_classes_are_registered():
         (dict(attributes=["a", "a"]), "repeated"),
         (dict(attributes=["a", "b"], sentences=["only one"]), "1 sentences for 2 attributes"),
         (dict(attributes=["a"], threshold=1.5), "threshold must lie in"),
-        (dict(attributes=["a"], attribute_thresholds=[0.1, 0.2]), "2 values for 1 attributes"),
+        (dict(attributes=["a"], attribute_thresholds=[0.1, 0.2]), "attribute_thresholds: got 2 thresholds for 1 attributes"),
         (dict(attributes=["a"], fusion_layers=-1), "fusion_layers"),
         (dict(attributes=["a", "b"], id2label={0: "b", 1: "a"}), "id2label disagrees"),
         (dict(attributes=["a"], num_regions=4, prompts_per_group=0), "prompts_per_group must be positive"),
@@ -68,7 +68,7 @@ def test_attributes_from_id2label_alone():
 # ------------------------------------------------------------- types and sizes (issue 11)
 import math
 
-from par_prompt.testing import tiny_clip_config, tiny_vit_config
+from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
 
 @pytest.mark.parametrize(

@@ -4,15 +4,14 @@ import pytest
 import torch
 
 from par_prompt import PromptPARConfig, PromptPARModel
-from par_prompt.testing import (
+from par_prompt.backbone_sizes import (
     CLIP_VIT_B16_SIZES,
     CLIP_VIT_L14_SIZES,
     VIT_B16_SIZES,
     clip_config_from_sizes,
-    tiny_clip_config,
-    tiny_vit_config,
     vit_config_from_sizes,
 )
+from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
 from .conftest import ATTRIBUTES, build
 
@@ -40,7 +39,7 @@ def test_builds_from_configs_alone_without_files():
     with pytest.raises(ValueError, match=r"no token ids .*model\.set_sentence_token_ids"):
         model(torch.randn(2, 3, 32, 32))
     from par_prompt.modeling import sentence_token_ids
-    from par_prompt.testing import tiny_clip_tokenizer
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
     ids = sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences)
     model.set_sentence_token_ids(ids)
@@ -51,7 +50,7 @@ def test_builds_from_configs_alone_without_files():
 def test_token_ids_in_the_config_are_all_the_model_needs(backbones):
     """A model built from the config of another, with no tokenizer anywhere, computes the
     same text features: the ids are padded with the end token as the CLIP tokenizer pads."""
-    from par_prompt.testing import tiny_clip_tokenizer
+    from par_prompt.tiny_backbones import tiny_clip_tokenizer
 
     reference = build(backbones)
     rebuilt = PromptPARModel(reference.config)

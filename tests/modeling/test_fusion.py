@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from par_prompt.modeling.fusion import MMFormer, SequenceMLP
-from par_prompt.testing import tiny_vit_config
+from par_prompt.tiny_backbones import tiny_vit_config
 
 
 def fusion(layers, attn):

@@ -15,8 +15,8 @@ from transformers import AutoModel, AutoProcessor, CLIPModel
 import par_prompt.modeling.serialization as serialization
 from par_prompt import PromptPARConfig, PromptPARModel, PromptPARProcessor
 from par_prompt.modeling.loading import MissingBaseModelError
-from par_prompt.testing import CLIP_VIT_L14_SIZES, VIT_B16_SIZES, clip_config_from_sizes, vit_config_from_sizes
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.backbone_sizes import CLIP_VIT_L14_SIZES, VIT_B16_SIZES, clip_config_from_sizes, vit_config_from_sizes
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 from .conftest import ATTRIBUTES, build, tokenize, trained
 
@@ -202,7 +202,7 @@ def test_bundled_bases_load_without_references(backbones, tmp_path, pixels):
 
 
 def test_random_bases_are_bundled_automatically(tmp_path, pixels):
-    from par_prompt.testing import tiny_clip_config, tiny_vit_config
+    from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
     config = PromptPARConfig(attributes=ATTRIBUTES, clip_config=tiny_clip_config(), fusion_config=tiny_vit_config(),
                              prompts_per_group=2)
@@ -278,7 +278,7 @@ def test_save_into_a_data_set_and_into_the_working_directory_loses_nothing(backb
 
 
 def test_stale_files_of_an_earlier_model_are_removed(tmp_path, pixels):
-    from par_prompt.testing import tiny_clip_config, tiny_vit_config
+    from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
     local = write_tiny_backbones(tmp_path / "bases")
     directory = tmp_path / "model"
@@ -647,7 +647,7 @@ def test_a_processor_saved_before_processor_config_json_loads(saved):
 
 
 def test_bundled_weights_are_checked_before_allocation(tmp_path, monkeypatch):
-    from par_prompt.testing import tiny_clip_config, tiny_vit_config
+    from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
     config = PromptPARConfig(attributes=ATTRIBUTES, clip_config=tiny_clip_config(), fusion_config=tiny_vit_config(),
                              prompts_per_group=2)

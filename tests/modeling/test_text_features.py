@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from par_prompt import PromptPARConfig, PromptPARModel
-from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
+from par_prompt.tiny_backbones import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
 
 from .conftest import ATTRIBUTES, tokenize
 

@@ -7,7 +7,7 @@ import torch
 
 from par_prompt.official import OFFICIAL_TABLES, OfficialCheckpointError, convert, read_layout
 from par_prompt.official.importer import build_model, openai_clip_for
-from par_prompt.testing import CLIP_VIT_L14_SIZES
+from par_prompt.backbone_sizes import CLIP_VIT_L14_SIZES
 
 from .builders import official_classifier_state, official_clip_state
 

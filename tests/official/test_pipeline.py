@@ -14,7 +14,7 @@ from par_prompt import PromptPARConfig, PromptPARModel
 from par_prompt.modeling import sentence_token_ids
 from par_prompt.data.transforms import ImageTransform
 from par_prompt.image_processing import PromptPARImageProcessor
-from par_prompt.testing import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
+from par_prompt.tiny_backbones import tiny_clip_config, tiny_clip_tokenizer, tiny_vit_config
 
 
 def official_like(**kwargs):

@@ -15,7 +15,7 @@ import torch
 
 from par_prompt import PromptPARModel, PromptPARPredictor, PromptPARProcessor
 from par_prompt.cli import main
-from par_prompt.testing import write_tiny_backbones
+from par_prompt.tiny_backbones import write_tiny_backbones
 
 from ..inference.conftest import IMAGE_SIZE, PATCH_SIZE, build_tiny_model, random_image, save_tiny_model
 

@@ -24,7 +24,7 @@ TINY_BACKBONE_SIZES = dict(image_size=32, patch_size=8, vision_width=32, vision_
 @pytest.fixture(scope="session")
 def tiny_backbones(tmp_path_factory):
     from par_prompt.demo import demo_words
-    from par_prompt.testing import write_tiny_backbones
+    from par_prompt.tiny_backbones import write_tiny_backbones
 
     return write_tiny_backbones(tmp_path_factory.mktemp("backbones"), extra_words=demo_words(), **TINY_BACKBONE_SIZES)
 

@@ -174,13 +174,14 @@ def test_an_output_dir_that_cannot_be_one_is_refused_before_anything_runs(where,
 def test_test_selection_needs_the_flag_and_is_recorded():
     from par_prompt.training import PromptPARTrainer
 
-    args = (ModelArguments(), DataArguments(validation_split="test"), TrainingArguments())
+    model = ModelArguments(clip="openai/clip-vit-large-patch14")
+    args = (model, DataArguments(dataset="synthetic", validation_split="test"), TrainingArguments())
     with pytest.raises(ValueError, match="--allow-test-selection"):
         PromptPARTrainer(*args)
-    trainer = PromptPARTrainer(ModelArguments(), DataArguments(validation_split="test", allow_test_selection=True),
-                               TrainingArguments())
+    trainer = PromptPARTrainer(model, DataArguments(dataset="synthetic", validation_split="test",
+                                                    allow_test_selection=True), TrainingArguments())
     assert trainer.selects_on_test
-    assert not PromptPARTrainer(ModelArguments(), DataArguments(), TrainingArguments()).selects_on_test
+    assert not PromptPARTrainer(model, DataArguments(dataset="synthetic"), TrainingArguments()).selects_on_test
 
 
 def test_a_nan_loss_is_one_line_with_exit_1(tiny_backbones, tiny_data_dir, tmp_path, capsys, monkeypatch):

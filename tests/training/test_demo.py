@@ -1,4 +1,5 @@
-"""The demo: cached, keyed, atomic, deterministic backbones; demo defaults; documented options."""
+"""The demo: cached, keyed, atomic, deterministic backbones; demo defaults; an application of the
+training that the training does not know; documented options."""
 
 import dataclasses
 
@@ -7,10 +8,12 @@ import torch
 from transformers import HfArgumentParser
 
 from par_prompt import demo
-from par_prompt.demo import DemoSettings, cache_root, demo_backbones, demo_dataset
+from par_prompt.cache import cache_root
+from par_prompt.data import load_synthetic
+from par_prompt.demo import DEMO_DEFAULTS, DemoSettings, demo_backbones
 from par_prompt.fileio import read_safetensors
 from par_prompt.training import DataArguments, ModelArguments, TrainingArguments, resolve_arguments
-from par_prompt.training.arguments import DEMO_DEFAULTS, PAPER_DEFAULTS
+from par_prompt.training.arguments import PAPER_DEFAULTS
 
 #: Seconds, not minutes: the same code path as the demo's settings, at toy sizes.
 TOY = DemoSettings(image_size=32, patch_size=8, vision_width=16, vision_layers=1, vision_heads=2, text_width=16,
@@ -40,7 +43,7 @@ def test_backbones_are_built_once_and_keyed_by_the_settings(tmp_path, monkeypatc
 
 
 def test_pretraining_is_deterministic_and_changes_the_weights(tmp_path):
-    from par_prompt.testing import write_tiny_backbones
+    from par_prompt.tiny_backbones import write_tiny_backbones
 
     a = _clip_weights(demo_backbones(tmp_path / "a", TOY, verbose=False))
     b = _clip_weights(demo_backbones(tmp_path / "b", TOY, verbose=False))
@@ -73,19 +76,20 @@ def test_cache_location(tmp_path, monkeypatch):
 
 
 def test_synthetic_data_is_cached(tmp_path, monkeypatch):
-    data = demo_dataset(4, 2, 2, seed=5, cache_dir=tmp_path)
+    data = load_synthetic(4, 2, 2, seed=5, cache_dir=tmp_path)
     assert [len(data.splits[s]) for s in ("train", "validation", "test")] == [4, 2, 2]
 
     def no_regeneration(*args, **kwargs):
         raise AssertionError("regenerated")
 
-    monkeypatch.setattr("par_prompt.data.make_synthetic", no_regeneration)
-    again = demo_dataset(4, 2, 2, seed=5, cache_dir=tmp_path)
+    monkeypatch.setattr("par_prompt.data.synthetic.make_synthetic", no_regeneration)
+    again = load_synthetic(4, 2, 2, seed=5, cache_dir=tmp_path)
     assert again.splits["train"]["labels"] == data.splits["train"]["labels"]
 
 
-def test_no_arguments_is_the_demo_and_clip_is_the_paper_recipe():
-    model, data, training = resolve_arguments(ModelArguments(), DataArguments(), TrainingArguments())
+def test_the_demo_defaults_and_the_paper_recipe():
+    model, data, training = resolve_arguments(ModelArguments(), DataArguments(), TrainingArguments(),
+                                              defaults=DEMO_DEFAULTS)
     assert data.dataset == "synthetic" and training.output_dir == "outputs/demo"
     assert training.epochs == DEMO_DEFAULTS["training"]["epochs"]
     assert model.prompts_per_group == DEMO_DEFAULTS["model"]["prompts_per_group"]
@@ -101,9 +105,40 @@ def test_no_arguments_is_the_demo_and_clip_is_the_paper_recipe():
     assert model.prompts_per_group == 10 and training.eval_batch_size == 32
 
 
+def test_the_demo_sets_every_option_the_paper_recipe_sets():
+    """Otherwise a paper default (a real run's) would fill in a demo run."""
+    for group, values in PAPER_DEFAULTS.items():
+        assert set(values) <= set(DEMO_DEFAULTS[group]), group
+
+
 def test_a_real_run_must_name_its_data():
     with pytest.raises(ValueError, match="--data-dir"):
         resolve_arguments(ModelArguments(clip="openai/clip-vit-large-patch14"), DataArguments(), TrainingArguments())
+
+
+def test_training_without_a_clip_or_a_source_of_backbones_says_what_to_pass():
+    from par_prompt.training import TrainingError, train
+
+    with pytest.raises(TrainingError, match="No CLIP backbone: pass --clip"):
+        train()
+
+
+def test_the_command_line_runs_the_demo_without_clip_and_the_training_with_it(monkeypatch, tmp_path):
+    from par_prompt.training import cli, loop
+
+    calls = []
+
+    def fake_train(m, d, t, **kwargs):
+        calls.append((m.clip, kwargs.get("defaults"), kwargs.get("backbones")))
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr("par_prompt.training.train", fake_train)
+    assert cli.main(["--output-dir", str(tmp_path / "demo")]) == 0
+    clip, defaults, backbones = calls.pop()
+    assert clip is None and defaults is DEMO_DEFAULTS and backbones is not None
+    assert cli.main(["--clip", "openai/clip-vit-large-patch14", "--dataset", "synthetic",
+                     "--output-dir", str(tmp_path / "real")]) == 0
+    assert calls.pop() == ("openai/clip-vit-large-patch14", None, None)
 
 
 def test_every_option_is_documented():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel
 
-from par_prompt.testing import tiny_clip_config
+from par_prompt.tiny_backbones import tiny_clip_config
 
 BOS, EOS = None, None
 

@@ -5,7 +5,7 @@ from peft import get_peft_model
 from transformers import CLIPModel
 
 from par_prompt import RegionPromptConfig
-from par_prompt.testing import CLIP_VIT_L14_SIZES, clip_config_from_sizes
+from par_prompt.backbone_sizes import CLIP_VIT_L14_SIZES, clip_config_from_sizes
 
 
 def expected_trainable(clip_config, config: RegionPromptConfig) -> int:

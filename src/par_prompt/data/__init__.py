@@ -11,6 +11,7 @@ Public names::
     load(path_or_hub_id, split=None) -> ParData        save(data, path)
     convert(name, src, out, partition=0, ...)          KNOWN_DATASETS
     make_synthetic(num_train, num_val, num_test, seed=0, image_size=(128, 64))
+    load_synthetic(num_train, num_val, num_test, seed=0, cache_dir=None) -> ParData (cached)
     positive_ratios(split) -> np.ndarray
     to_rgb, pad_to_square, fit_to_square, ImageTransform, CLIP_MEAN, CLIP_STD
 
@@ -33,6 +34,7 @@ _EXPORTS = {
     "KNOWN_DATASETS": "converters",
     "convert": "converters",
     "make_synthetic": "synthetic",
+    "load_synthetic": "synthetic",
     "CLIP_MEAN": "transforms",
     "CLIP_STD": "transforms",
     "ImageTransform": "transforms",
@@ -47,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time __getattr
     from .common import ParDataError  # noqa: F401
     from .converters import KNOWN_DATASETS, convert  # noqa: F401
     from .pardata import ParData, load, positive_ratios, save  # noqa: F401
-    from .synthetic import make_synthetic  # noqa: F401
+    from .synthetic import load_synthetic, make_synthetic  # noqa: F401
     from .transforms import (  # noqa: F401
         CLIP_MEAN,
         CLIP_STD,

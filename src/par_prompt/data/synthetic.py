@@ -45,8 +45,10 @@ square padding matters), PNG encoded. The stored image path is
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -402,3 +404,26 @@ def make_synthetic(
             labels.append([figure.labels[name] for name in ATTRIBUTES])
         splits[split] = Dataset.from_dict({"image": images, "labels": labels}, features=features)
     return attach_metadata(DatasetDict(splits), metadata_dict("synthetic", ATTRIBUTES, SENTENCES))
+
+
+def load_synthetic(num_train: int = 2000, num_val: int = 400, num_test: int = 400, seed: int = 0,
+                   cache_dir: Union[None, str, os.PathLike] = None):
+    """The synthetic data set (:func:`make_synthetic`) as :class:`~par_prompt.data.ParData`,
+    generated once and cached (:mod:`par_prompt.cache`) in a folder keyed by the sizes, the
+    seed and the package version."""
+    import hashlib
+    import json
+
+    from .. import __version__
+    from ..cache import SETTINGS_FILE, cache_root, cached_folder
+    from .pardata import load
+
+    key = hashlib.sha256(json.dumps([num_train, num_val, num_test, seed, __version__]).encode()).hexdigest()[:16]
+
+    def build(tmp: Path) -> None:
+        make_synthetic(num_train, num_val, num_test, seed=seed).save_to_disk(str(tmp / "data"))
+        (tmp / SETTINGS_FILE).write_text(json.dumps(
+            {"num_train": num_train, "num_val": num_val, "num_test": num_test, "seed": seed, "version": __version__}))
+
+    folder = cached_folder(cache_root(cache_dir) / f"synthetic-{key}", build)
+    return load(str(folder / "data"))

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Optional
 
 logger = logging.getLogger(__name__)
 
-PROG = "par-prompt evaluate"
+COMMAND = "evaluate"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -57,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``evaluate --model ID_OR_PATH --dataset PATH_OR_HUB_ID [...]`` to the main parser."""
     parser = subparsers.add_parser(
-        "evaluate",
+        COMMAND,
         help="evaluate a PromptPAR model on a PAR data set (mA, mAP, Acc, Prec, Rec, F1)",
         description=(
             "Evaluate a saved PromptPAR model on a split of a PAR data set. Prints the paper-format row "
@@ -73,19 +72,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _fail(message: object) -> int:
-    text = " ".join(str(message).split())  # one line, whatever the exception held
-    print(f"{PROG}: error: {text}", file=sys.stderr)
-    return 2
+    from ..cli import report_error
+
+    return report_error(COMMAND, message)
 
 
 def _check_options(args: argparse.Namespace) -> Optional[str]:
     """The first problem with the options alone (before anything is loaded), or None."""
-    from .evaluate import EvaluationError, check_threshold
+    from ..thresholds import check_threshold
 
     if args.threshold is not None:
         try:
-            check_threshold(args.threshold)
-        except EvaluationError as error:
+            check_threshold(args.threshold, "--threshold")
+        except ValueError as error:
             return str(error)
         if args.calibrate:
             return "--threshold and --calibrate exclude each other: calibration sets one threshold per attribute."

@@ -8,9 +8,10 @@ share them:
    processor (``PromptPARProcessor``, checked against the model first), with a progress bar
    (:func:`~par_prompt.evaluation.predictions.collect_predictions`). A NaN or infinite
    probability is an :class:`EvaluationError`.
-3. :func:`resolve_threshold`: an explicit threshold, else the model config's
-   ``attribute_thresholds``, else ``config.threshold``; or thresholds calibrated on the
-   validation split (:func:`calibrate_on_split`), never on the evaluated split.
+3. :func:`par_prompt.thresholds.resolve_threshold` (the package's one resolver): an
+   explicit threshold, else the model config's ``attribute_thresholds``, else
+   ``config.threshold``; or thresholds calibrated on the validation split
+   (:func:`calibrate_on_split`), never on the evaluated split.
 4. :func:`~par_prompt.metrics.compute_par_metrics`, wrapped in an
    :class:`EvaluationResult` that prints the paper row, the label-based means (mAP,
    per-attribute precision and F1) and the per-attribute table, and serialises to JSON
@@ -28,7 +29,6 @@ calibrated thresholds in a saved copy of the model.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ import numpy as np
 from ..fileio import write_json_atomic
 from ..metrics import ParMetrics, calibrate_thresholds, compute_par_metrics, percent
 from ..progress import progress_bar
+from ..thresholds import ThresholdChoice, resolve_threshold
 from .predictions import collect_predictions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,61 +128,6 @@ def check_split(data: ParData, split: str, purpose: str = "evaluate") -> None:
 def _label_width(dataset: Any) -> Optional[int]:
     length = getattr(dataset.features.get("labels"), "length", None)
     return length if isinstance(length, int) and length >= 0 else None
-
-
-# -------------------------------------------------------------------- thresholds
-
-
-@dataclass(frozen=True)
-class ThresholdChoice:
-    """The threshold(s) used for an evaluation and where they came from.
-
-    Attributes:
-        value: one float, or one float per attribute.
-        source: ``"--threshold"``, ``"config.threshold"``, ``"config.attribute_thresholds"``
-            or ``"calibrated on <split>"``.
-    """
-
-    value: Union[float, list[float]]
-    source: str
-
-    @property
-    def per_attribute(self) -> bool:
-        return isinstance(self.value, list)
-
-    def describe(self) -> str:
-        """``"global 0.50"``, ``"per-attribute (calibrated on validation)"`` or
-        ``"per-attribute (from the model config)"``."""
-        if not self.per_attribute:
-            return f"global {self.value:.2f}"
-        if self.source.startswith("calibrated"):
-            return f"per-attribute ({self.source})"
-        return "per-attribute (from the model config)"
-
-    def values(self, num_attributes: int) -> list[float]:
-        """One threshold per attribute."""
-        return list(self.value) if self.per_attribute else [float(self.value)] * num_attributes
-
-
-def check_threshold(value: float) -> float:
-    """``value`` as a float in [0, 1], else :class:`EvaluationError`."""
-    value = float(value)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise EvaluationError(
-            f"The threshold must lie in [0, 1] (it is compared with probabilities); got {value}."
-        )
-    return value
-
-
-def resolve_threshold(config: Any, override: Optional[float] = None) -> ThresholdChoice:
-    """The threshold to evaluate with: ``override`` if given, else the config's
-    ``attribute_thresholds`` if set, else ``config.threshold``."""
-    if override is not None:
-        return ThresholdChoice(check_threshold(override), "--threshold")
-    per_attribute = getattr(config, "attribute_thresholds", None)
-    if per_attribute is not None:
-        return ThresholdChoice([float(t) for t in per_attribute], "config.attribute_thresholds")
-    return ThresholdChoice(check_threshold(getattr(config, "threshold", 0.5)), "config.threshold")
 
 
 # ------------------------------------------------------------------- predictions
@@ -429,8 +375,11 @@ def evaluate_model(
                 "or evaluate this split without it."
             )
         check_split(data, calibration_split, "calibrate the thresholds on")
-    elif threshold is not None:
-        check_threshold(threshold)
+    else:
+        try:
+            choice = resolve_threshold(model.config, threshold, given_as="--threshold")
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
     check_attributes(model.config.attributes, data.attributes, _label_width(data.splits[split]))
 
     calibration_images = None
@@ -439,8 +388,6 @@ def evaluate_model(
                                         processor=processor)
         calibration_images = len(data.splits[calibration_split])
         choice = ThresholdChoice([float(t) for t in calibrated], f"calibrated on {calibration_split}")
-    else:
-        choice = resolve_threshold(model.config, threshold)
 
     probs, labels = predict_split(model, data, split, batch_size, num_workers, processor=processor)
     metrics = compute_par_metrics(probs, labels, threshold=choice.value, attribute_names=model.config.attributes)
@@ -458,13 +405,11 @@ def save_with_thresholds(model: Any, thresholds: Sequence[float], directory: Uni
     ``save_pretrained`` writes atomically. The in-memory model's config is restored
     afterwards, so the call has no lasting side effect on ``model``.
     """
-    values = [float(t) for t in thresholds]
-    if len(values) != model.config.num_attributes:
-        raise EvaluationError(
-            f"Got {len(values)} thresholds for {model.config.num_attributes} attributes; give one per attribute."
-        )
-    for value in values:
-        check_threshold(value)
+    try:
+        values = resolve_threshold(model.config, list(thresholds), given_as="thresholds").values(
+            model.config.num_attributes)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
     previous = model.config.attribute_thresholds
     model.config.attribute_thresholds = values
     try:

@@ -17,13 +17,13 @@ are plain functions, shared.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterable, Iterator, Optional
 
-from ..cli import one_line, report_error
+from ..cli import report_error, report_warning
+from ..quiet import quiet_libraries
 from .writers import FORMATS
 
 #: Side of a visualize panel, in pixels (bounded: the picture grows with its square).
@@ -31,14 +31,17 @@ MIN_PANEL, MAX_PANEL = 16, 1024
 
 
 def probability(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
+    """argparse type: a threshold, a number in [0, 1] (:func:`par_prompt.thresholds.check_threshold`)."""
+    from ..thresholds import check_threshold
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
+    try:
+        return check_threshold(value, "the threshold")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def bounded_int(low: int, high: Optional[int] = None):
@@ -134,11 +137,6 @@ def _error(command: str, message: Any) -> None:
     tqdm.write(f"par-prompt {command}: error: {message}", file=sys.stderr)
 
 
-def _warn(command: str, message: Any) -> None:
-    """``par-prompt COMMAND: warning: MESSAGE`` on stderr, one line; the command goes on."""
-    print(f"par-prompt {command}: warning: {one_line(message)}", file=sys.stderr)
-
-
 def resolve_device(name: Optional[str]) -> str:
     """The torch device to run on: ``name`` checked to exist here (``ValueError`` with the
     fix otherwise: ``cuda`` without a CUDA build or GPU, ``cuda:3`` on a two-GPU machine,
@@ -175,30 +173,6 @@ def resolve_device(name: Optional[str]) -> str:
     return name
 
 
-@contextmanager
-def _quiet_transformers(verbose: bool) -> Iterator[None]:
-    """Silence transformers' loading reports, progress bars and deprecation warnings
-    (FutureWarning) unless ``verbose``."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    if verbose:
-        yield
-        return
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def load_predictor(args: argparse.Namespace, command: str):
     """The predictor of ``--model`` (a :class:`~par_prompt.inference.PromptPARPredictor`:
     the model on ``--device``, checked, and its processor, checked against it) or of
@@ -216,7 +190,8 @@ def load_predictor(args: argparse.Namespace, command: str):
         report_error(command, error)
         return None
     try:
-        with _quiet_transformers(args.verbose):
+        # transformers' loading reports, bars and deprecation warnings, unless --verbose
+        with quiet_libraries("transformers", bars=True, future_warnings=True, enabled=not args.verbose):
             processor = PromptPARProcessor.from_pretrained(args.model, revision=args.revision)
             model = PromptPARModel.from_pretrained(args.model, revision=args.revision, device=device)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
@@ -363,7 +338,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     except ValueError as error:
         return report_error("visualize", error)
     for note in drawing_warnings(config, args.top_k, option="--top-k"):
-        _warn("visualize", note)
+        report_warning("visualize", note)
     try:
         maps = attention_maps(model, args.image, threshold=args.threshold, model_name=args.model,
                               processor=predictor.processor)

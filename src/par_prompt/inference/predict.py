@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from ..data.transforms import ImageDecodeError, decode_image
+from ..thresholds import Threshold, resolve_threshold
 
 #: Smallest accepted width and height of an input image, in pixels.
 MIN_IMAGE_SIDE = 8
@@ -64,8 +65,6 @@ DATA_URI_PREFIX = "data:image/"
 #: encoded image (no image file encodes to fewer characters).
 MIN_BASE64_LENGTH = 64
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
-
-Threshold = Union[float, list[float]]
 
 
 class ImageInputError(ValueError):
@@ -125,31 +124,11 @@ class AttributePrediction:
 
 
 def resolve_thresholds(config, threshold: Union[None, float, Sequence[float]] = None) -> tuple[torch.Tensor, Threshold]:
-    """The per-attribute thresholds ``(N,)`` and the JSON form of what was chosen.
-
-    ``threshold``: None (the config's ``attribute_thresholds``, else its ``threshold``),
-    one float, or a sequence of one float per attribute; every value in [0, 1].
-    """
-    num_attributes = config.num_attributes
-    if threshold is None:
-        threshold = config.attribute_thresholds if config.attribute_thresholds is not None else config.threshold
-    if isinstance(threshold, (bool, str, bytes)):
-        raise ValueError(f"threshold must be a number in [0, 1] or one per attribute, got {threshold!r}")
-    if isinstance(threshold, (int, float, np.number)) or (isinstance(threshold, torch.Tensor) and threshold.ndim == 0):
-        value = float(threshold)
-        if not 0.0 <= value <= 1.0:  # also refuses NaN
-            raise ValueError(f"threshold must lie in [0, 1], got {value}")
-        return torch.full((num_attributes,), value), value
-    try:
-        values = [float(v) for v in threshold]
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"threshold must be a number in [0, 1] or one per attribute, got {threshold!r}") from error
-    if len(values) != num_attributes:
-        raise ValueError(f"got {len(values)} thresholds for {num_attributes} attributes; give one per attribute")
-    bad = [(name, v) for name, v in zip(config.attributes, values) if not 0.0 <= v <= 1.0]
-    if bad:
-        raise ValueError(f"every threshold must lie in [0, 1]; out of range: {bad[:5]}")
-    return torch.tensor(values), values
+    """The per-attribute thresholds ``(N,)`` as a tensor and the JSON form of what was
+    chosen: :func:`par_prompt.thresholds.resolve_threshold` (the given threshold, else
+    the config's ``attribute_thresholds``, else its ``threshold``; all checked)."""
+    choice = resolve_threshold(config, threshold)
+    return torch.tensor(choice.values(config.num_attributes)), choice.value
 
 
 # --------------------------------------------------------------------------- inputs

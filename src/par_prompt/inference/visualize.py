@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from ..data.transforms import to_rgb
+from ..thresholds import Threshold
 from ..tuner.layout import region_layout
 from .predict import (
     check_finite,
@@ -100,8 +101,6 @@ _VIRIDIS = np.array([
     (240 / 255, 0.845561, 0.887322, 0.099702),
     (255 / 255, 0.993248, 0.906157, 0.143936),
 ])
-
-Threshold = Union[float, list[float]]
 
 
 @dataclass

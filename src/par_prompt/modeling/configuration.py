@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence, Union, get_args, get_origin, get_typ
 
 from transformers import CLIPConfig, PreTrainedConfig, ViTConfig
 
+from ..thresholds import check_threshold, resolve_threshold
 from ..tuner.config import RegionPromptConfig
 from ..tuner.layout import region_bands
 
@@ -186,7 +187,7 @@ class PromptPARConfig(PreTrainedConfig):
 
     ```python
     >>> from par_prompt import PromptPARConfig, PromptPARModel
-    >>> from par_prompt.testing import tiny_clip_config, tiny_vit_config
+    >>> from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
     >>> config = PromptPARConfig(attributes=["Hat", "Backpack"], clip_config=tiny_clip_config(),
     ...                          fusion_config=tiny_vit_config())
@@ -311,21 +312,14 @@ class PromptPARConfig(PreTrainedConfig):
         if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be 0 (MLP) or a positive integer, got {self.fusion_layers!r}.")
         for name in ("gl_threshold", "threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:  # also false for NaN
-                raise ValueError(f"{name} must lie in [0, 1], got {value}.")
+            check_threshold(getattr(self, name), name)
         for name in ("gl_alpha", "initializer_range"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite, non-negative number, got {value}.")
         if self.attribute_thresholds is not None:
-            if len(self.attribute_thresholds) != len(self.attributes):
-                raise ValueError(
-                    f"attribute_thresholds has {len(self.attribute_thresholds)} values for "
-                    f"{len(self.attributes)} attributes."
-                )
-            if not all(0.0 <= t <= 1.0 for t in self.attribute_thresholds):
-                raise ValueError("attribute_thresholds must all lie in [0, 1].")
+            resolve_threshold(threshold=self.attribute_thresholds, num_attributes=len(self.attributes),
+                              attribute_names=self.attributes, given_as="attribute_thresholds")
         self._check_saved_records()
         self.region_prompt_config()  # the region-prompt settings, checked by the tuner's own rules
         self._check_sizes()

@@ -15,15 +15,16 @@ The frozen weights themselves are identified by a short fingerprint
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
+
+from ..quiet import quiet_libraries
+
 
 class MissingBaseModelError(OSError):
     """A base checkpoint named by a PromptPAR model cannot be found or read."""
@@ -251,22 +252,9 @@ def load_clip(reference: str, revision: Optional[str], model_dir: Optional[Path]
     return _load_frozen(CLIPModel, "CLIP", "clip_name_or_path", reference, revision, model_dir, **kwargs)
 
 
-@contextmanager
-def _quiet_transformers_warnings():
-    """Silence transformers' load report while a ViT classifier checkpoint is read as a
-    ViTModel: its classifier weights are unused by design, not a problem to report."""
-    logger = logging.getLogger("transformers")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def load_fusion_vit(reference: str, revision: Optional[str], model_dir: Optional[Path] = None, **kwargs: Any) -> ViTModel:
     """The pretrained ViT whose last layers initialise the MM-Former (safetensors only), frozen."""
-    with _quiet_transformers_warnings():
+    with quiet_libraries("transformers"):  # the classifier of a ViT checkpoint is unused by design
         return _load_frozen(ViTModel, "fusion ViT", "fusion_name_or_path", reference, revision, model_dir,
                             add_pooling_layer=False, **kwargs)
 

@@ -13,16 +13,14 @@ only then is the file written, atomically.
 from __future__ import annotations
 
 import copy
-import logging
 import os
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Union
 
 import torch
 
+from ..quiet import quiet_libraries
 from .extra import require
 from .graph import INPUT_NAME, OUTPUT_NAMES, PromptPARInferenceGraph
 
@@ -93,21 +91,6 @@ def _check_model(model, processor):
     return check_image_processor(model, processor)
 
 
-@contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Hide torch.onnx's notes about optional packages it does not need here (torchvision)
-    and the deprecation warnings that torch.export's internals raise about themselves."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _graph_for(model, precision: str) -> PromptPARInferenceGraph:
     """The graph module on the CPU at ``precision``, for ``model`` in eval mode; the text
     features are computed by ``model`` itself (in its own precision), once."""
@@ -162,7 +145,9 @@ def export_onnx(
     with torch.no_grad():
         graph = _graph_for(model, precision)
         graph(example)  # an eager run first: any error shows as a plain PyTorch error
-        with _quiet_exporter():
+        # torch.onnx's notes about optional packages it does not need here (torchvision), and the
+        # deprecation warnings that torch.export's internals raise about themselves
+        with quiet_libraries("torch.onnx", future_warnings="copyreg"):
             program = torch.onnx.export(
                 graph, (example,), dynamo=True, opset_version=opset, verbose=False,
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),

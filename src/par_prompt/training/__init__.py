@@ -7,9 +7,9 @@ Public names::
     ModelArguments, DataArguments, TrainingArguments      the dataclasses of the CLI
     build_arguments(overrides, recipe=, config=)          recipe < settings file < overrides
     recipe_names(), load_recipe(name)                     the packaged per-data-set recipes
-    resolve_arguments(m, d, t)                            fill paper / demo defaults, check everything
-    train(m=None, d=None, t=None) -> TrainingResult       one run; no arguments: the demo
-    PromptPARTrainer, TrainingResult                      the run, piece by piece
+    resolve_arguments(m, d, t, defaults=None)             fill the paper's defaults (or others), check everything
+    train(m, d, t, defaults=, backbones=) -> TrainingResult   one run (the demo: par_prompt.demo.train_demo)
+    PromptPARTrainer, TrainingResult, BackboneSource      the run, piece by piece; backbones of a run without --clip
     TrainingError, NonFiniteLossError, TrainingDataError, CheckpointError
     build_optimizer, WarmupCosineSchedule, warmup_cosine_factor
     SyncBatchNorm1d, convert_sync_batchnorm, revert_sync_batchnorm
@@ -20,12 +20,13 @@ from .arguments import DataArguments, ModelArguments, TrainingArguments, resolve
 from .checkpoint import CheckpointError, CheckpointManager, load_trainable_state, trainable_state_dict
 from .data import EpochBatchSampler, ImageSplit, TrainingDataError
 from .distributed import SyncBatchNorm1d, convert_sync_batchnorm, revert_sync_batchnorm
-from .loop import NonFiniteLossError, PromptPARTrainer, TrainingError, TrainingResult, train
+from .loop import BackboneSource, NonFiniteLossError, PromptPARTrainer, TrainingError, TrainingResult, train
 from .optim import WarmupCosineSchedule, build_optimizer, warmup_cosine_factor
 from .recipe import build_arguments, load_recipe, recipe_names
 from .trackers import JSONLinesTracker
 
 __all__ = [
+    "BackboneSource",
     "CheckpointError",
     "CheckpointManager",
     "DataArguments",

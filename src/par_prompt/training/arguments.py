@@ -4,12 +4,11 @@ Three groups: :class:`ModelArguments` (backbones and method settings),
 :class:`DataArguments` (where the data comes from) and :class:`TrainingArguments` (the
 recipe, Accelerate options, output). Every option is documented in ``--help``.
 
-**Real runs versus the demo.** A run without ``--clip`` is the embedded demo: the demo
-backbones of :mod:`par_prompt.demo`, the synthetic data set, and demo defaults chosen so
-that it visibly learns in a few minutes on a laptop CPU. A run with ``--clip`` uses the
-paper's recipe (docs/method.md §8). Options whose default differs between the two are
-``None`` here and are filled in by :func:`resolve_arguments`; their help text gives both
-values. Every default can be overridden in either mode.
+**Defaults that depend on the run.** Options whose default differs between runs are
+``None`` here and are filled in by :func:`resolve_arguments` from a table of defaults:
+:data:`PAPER_DEFAULTS`, the paper's recipe (docs/method.md §8), unless the caller passes
+another (the demo, an application of this package, passes its own: ``par-prompt train``
+without ``--clip`` runs it). Every default can be overridden.
 
 ``batch_size`` is the **global** batch of one forward/backward step, summed over all
 processes (the paper's 16), so that the recipe is the same on one CPU or eight GPUs; it
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 __all__ = [
-    "DEMO_DEFAULTS",
     "RESUME_MAY_CHANGE",
     "DataArguments",
     "ModelArguments",
@@ -51,31 +49,8 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: The demo: the tiny backbones of :mod:`par_prompt.demo`, synthetic data, a higher
-#: learning rate and fewer, shorter epochs so that it learns in a few minutes. Its fusion
-#: is the paper's Table VI variant (a trainable MLP over the sequence): a frozen fusion
-#: layer must come from a ViT that has learned to attend (the paper takes ImageNet
-#: ViT-B/16's last layer), and the demo's tiny ViT is random. Measured on the synthetic
-#: data (par_prompt.demo, benchmarks/RESULTS.md): validation mA 0.877 with
-#: --fusion-layers 0; 0.706 with 1 (0.788 on a pre-trained tiny CLIP).
-DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"prompts_per_group": 4, "fusion_layers": 0},
-    "data": {"dataset": "synthetic", "num_workers": 0},
-    "training": {
-        "output_dir": "outputs/demo",
-        "epochs": 14,
-        "batch_size": 32,
-        "lr_head": 0.1,
-        "lr_prompt": 0.05,
-        "warmup_epochs": 1,
-    },
-}
-
-
-def _help(text: str, paper: Any = None, demo: Any = None) -> dict[str, str]:
-    if paper is not None or demo is not None:
-        text += f" Default: {paper} (paper recipe, with --clip); {demo} (demo, without --clip)."
-    return {"help": text}
+#: A table of defaults: ``{"model" | "data" | "training": {option: value}}``.
+Defaults = dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -84,12 +59,12 @@ class ModelArguments:
 
     _argument_group_name = "model"
 
-    clip: Optional[str] = field(default=None, metadata=_help(
+    clip: Optional[str] = field(default=None, metadata={"help": (
         "CLIP backbone: a Hub id (e.g. openai/clip-vit-large-patch14) or a local directory. Without it the "
-        "embedded demo runs (tiny demo backbones, synthetic data)."))
-    fusion: Optional[str] = field(default=None, metadata=_help(
-        "ViT whose last layer(s) and final norm initialise the frozen fusion transformer.",
-        "google/vit-base-patch16-224", "the demo ViT"))
+        "embedded demo runs (tiny demo backbones, synthetic data).")})
+    fusion: Optional[str] = field(default=None, metadata={"help": (
+        "ViT whose last layer(s) and final norm initialise the frozen fusion transformer. Default: "
+        "google/vit-base-patch16-224 (paper recipe, with --clip); the demo ViT (demo, without --clip).")})
     clip_revision: Optional[str] = field(default=None, metadata={"help": "Revision (branch, tag, commit) of --clip."})
     fusion_revision: Optional[str] = field(default=None, metadata={"help": "Revision of --fusion."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Hugging Face cache directory for the backbones."})
@@ -98,8 +73,8 @@ class ModelArguments:
         "help": "Attention implementation of the backbones (eager, sdpa, ...). Default: transformers' choice."})
     num_regions: int = field(default=4, metadata={"help": "K, the number of horizontal body regions."})
     overlap_rows: int = field(default=2, metadata={"help": "o, patch rows by which neighbouring regions overlap."})
-    prompts_per_group: Optional[int] = field(default=None, metadata=_help(
-        "m, visual prompts per group (global and each region).", 10, 4))
+    prompts_per_group: Optional[int] = field(default=None, metadata={"help": (
+        "m, visual prompts per group (global and each region).")})
     vision_depth: Optional[int] = field(default=None, metadata={
         "help": "Number of vision layers with their own prompts. Default: all."})
     text_prompts: int = field(default=3, metadata={"help": "Text prompts per layer."})
@@ -108,9 +83,9 @@ class ModelArguments:
     prompt_init: Literal["uniform", "zeros"] = field(
         default="uniform", metadata={"help": "Prompt initialisation: uniform (docs/method.md §2) or zeros (Table VIII)."}
     )
-    fusion_layers: Optional[int] = field(default=None, metadata=_help(
+    fusion_layers: Optional[int] = field(default=None, metadata={"help": (
         "Frozen fusion transformer layers taken from --fusion (0: a trainable MLP over the sequence instead, "
-        "paper Table VI).", 1, 0))
+        "paper Table VI).")})
     gl_alpha: float = field(default=0.5, metadata={"help": "Weight α of the global-local loss."})
     gl_threshold: float = field(default=0.5, metadata={"help": "Threshold τ of the global-local aggregator."})
     threshold: float = field(default=0.5, metadata={
@@ -152,8 +127,8 @@ class DataArguments:
     augment_pad: Optional[int] = field(default=None, metadata={"help": (
         "Training augmentation: pixels of black padding before the random crop back to size (then a random "
         "horizontal flip). Default: 10 px at 224 px input, scaled to the model's input size.")})
-    num_workers: Optional[int] = field(default=None, metadata=_help(
-        "DataLoader worker processes per training process.", 4, 0))
+    num_workers: Optional[int] = field(default=None, metadata={"help": (
+        "DataLoader worker processes per training process.")})
 
     def __post_init__(self) -> None:
         if isinstance(self.test_split, str) and self.test_split.lower() in ("", "none"):
@@ -166,31 +141,29 @@ class TrainingArguments:
 
     _argument_group_name = "training"
 
-    output_dir: Optional[str] = field(default=None, metadata=_help(
-        "Output directory: checkpoints/, best/ (the exported adapter), metrics.json, logs/.",
-        "outputs/promptpar", "outputs/demo"))
+    output_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Output directory: checkpoints/, best/ (the exported adapter), metrics.json, logs/.")})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Start afresh even if the output directory holds checkpoints of an earlier run (they are removed)."})
     resume: Optional[str] = field(default=None, metadata={"help": (
         "Continue an interrupted run: 'latest' (the newest complete checkpoint in OUTPUT/checkpoints) or the "
         "path of a checkpoint directory (OUTPUT/checkpoints/epoch-K).")})
-    epochs: Optional[int] = field(default=None, metadata=_help("Training epochs.", 40, 14))
-    batch_size: Optional[int] = field(default=None, metadata=_help(
-        "Global batch of one forward/backward step, over all processes (must be divisible by their number).",
-        16, 32))
+    epochs: Optional[int] = field(default=None, metadata={"help": "Training epochs."})
+    batch_size: Optional[int] = field(default=None, metadata={"help": (
+        "Global batch of one forward/backward step, over all processes (must be divisible by their number).")})
     eval_batch_size: Optional[int] = field(default=None, metadata={
         "help": "Global evaluation batch. Default: 2 × --batch-size."})
     gradient_accumulation_steps: int = field(default=1, metadata={
         "help": "Steps whose gradients are summed before each update (update batch = batch × steps)."})
-    lr_head: Optional[float] = field(default=None, metadata=_help(
-        "Learning rate of the head side: projections, fusion norm, heads, BatchNorms, temperature.", 8e-3, 0.1))
-    lr_prompt: Optional[float] = field(default=None, metadata=_help(
-        "Learning rate of the visual and text prompts and region class tokens.", 4e-3, 0.05))
+    lr_head: Optional[float] = field(default=None, metadata={"help": (
+        "Learning rate of the head side: projections, fusion norm, heads, BatchNorms, temperature.")})
+    lr_prompt: Optional[float] = field(default=None, metadata={"help": (
+        "Learning rate of the visual and text prompts and region class tokens.")})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum."})
     weight_decay: float = field(default=1e-4, metadata={"help": "SGD weight decay."})
-    warmup_epochs: Optional[float] = field(default=None, metadata=_help(
+    warmup_epochs: Optional[float] = field(default=None, metadata={"help": (
         "Epochs of linear warm-up (from --warmup-start-factor × lr), then a cosine decay to 0; the schedule is "
-        "stepped after every optimizer update.", 5, 1))
+        "stepped after every optimizer update.")})
     warmup_start_factor: float = field(default=0.01, metadata={"help": "Warm-up starts at this fraction of the lr."})
     max_grad_norm: float = field(default=10.0, metadata={
         "help": "Clip the gradient norm of the trainable parameters to this value (0: no clipping)."})
@@ -262,19 +235,15 @@ RESUME_MAY_CHANGE: dict[str, str] = {
 PATH_ARGUMENTS = ("clip", "fusion", "data_dir")
 
 
-def is_demo(model_args: ModelArguments) -> bool:
-    """The demo runs when no CLIP backbone is named."""
-    return model_args.clip is None
-
-
-def resolve_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments):
-    """Fill the ``None`` defaults with the paper's or the demo's values (see the module
-    docstring) and check every value and their combination (a ``ValueError`` naming the
-    option, before anything is loaded). Returns new dataclass instances."""
-    defaults = DEMO_DEFAULTS if is_demo(model_args) else PAPER_DEFAULTS
+def resolve_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+                      defaults: Optional[Defaults] = None):
+    """Fill the ``None`` defaults from ``defaults`` (:data:`PAPER_DEFAULTS` unless given; see
+    the module docstring) and check every value and their combination (a ``ValueError``
+    naming the option, before anything is loaded). Returns new dataclass instances."""
+    defaults = PAPER_DEFAULTS if defaults is None else defaults
     resolved = []
     for args, key in ((model_args, "model"), (data_args, "data"), (training_args, "training")):
-        values = {name: value for name, value in defaults[key].items() if getattr(args, name) is None}
+        values = {name: value for name, value in defaults.get(key, {}).items() if getattr(args, name) is None}
         resolved.append(dataclasses.replace(args, **values))
     model_args, data_args, training_args = resolved
     if training_args.eval_batch_size is None and isinstance(training_args.batch_size, int):
@@ -342,7 +311,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
     from .data import check_named_data
 
     check_named_data(d)
-    if not is_demo(m) and d.dataset is None and d.data_dir is None:
+    if d.dataset is None and d.data_dir is None:
         raise ValueError(
             "Name the data: --dataset NAME --data-dir DIR (a directory from `par-prompt convert`), or --dataset "
             "with a Hub dataset id. Without --clip the demo runs on synthetic data."

@@ -11,7 +11,8 @@ Options are the fields of :class:`~par_prompt.training.ModelArguments`,
 :class:`~par_prompt.training.TrainingArguments` (with dashes or underscores), plus
 ``--recipe`` and ``--config`` (:mod:`par_prompt.training.recipe`). Only the flags given
 on the command line override the recipe and the file: the parser has no defaults of its
-own (the dataclasses hold them).
+own (the dataclasses hold them). A run without ``--clip`` is the demo
+(:func:`par_prompt.demo.train_demo`); this command line is the layer above both.
 
 Exit codes: 0 done; 2 bad input (one line on stderr naming the problem and the fix:
 options, files, data, output directory, checkpoint, Hub access); 1 training failed (the
@@ -58,10 +59,13 @@ def options_parser() -> argparse.ArgumentParser:
     the dataclasses), with no defaults: an option not given is absent from the namespace."""
     from transformers import HfArgumentParser
 
-    from .arguments import DataArguments, ModelArguments, TrainingArguments
+    from ..demo import DEMO_DEFAULTS
+    from .arguments import PAPER_DEFAULTS, DataArguments, ModelArguments, TrainingArguments
     from .recipe import recipe_names
 
     options = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), add_help=False)
+    run_defaults = {name: (PAPER_DEFAULTS[group][name], DEMO_DEFAULTS[group][name])
+                    for group in PAPER_DEFAULTS for name in PAPER_DEFAULTS[group]}
     settings = options.add_argument_group("settings")
     settings.add_argument("--recipe", metavar="NAME", help=(
         f"The paper's settings for one data set: {', '.join(recipe_names())}. WIDER and the zero-shot splits use "
@@ -71,6 +75,9 @@ def options_parser() -> argparse.ArgumentParser:
         "a recipe). Overrides --recipe; flags given here override the file. Unknown keys are an error."))
     settings.add_argument("--version", action="version", version=f"par-prompt {_version()}")
     for action in options._actions:
+        if action.dest in run_defaults:
+            paper, demo = run_defaults[action.dest]
+            action.help = f"{action.help} Default: {paper} (paper recipe, with --clip); {demo} (demo, without --clip)."
         if action.default not in (None, argparse.SUPPRESS) and action.help and "Default:" not in action.help \
                 and not isinstance(action, argparse._StoreFalseAction):
             action.help = f"{action.help} Default: {action.default}."
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import BAD_INPUT_ERRORS, report_error
     from ..hub import HubAccessError
     from .checkpoint import CheckpointError
+    from ..demo import train_demo
     from .loop import NonFiniteLossError, TrainingError, train
     from .recipe import build_arguments
 
@@ -131,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model_args, data_args, training_args, sources = build_arguments(
             values, recipe=getattr(args, "recipe", None), config=getattr(args, "config", None))
-        train(model_args, data_args, training_args, sources=sources)
+        run_training = train if model_args.clip is not None else train_demo  # no --clip: the demo
+        run_training(model_args, data_args, training_args, sources=sources)
     except NonFiniteLossError as error:
         if debug:
             raise

@@ -44,13 +44,13 @@ class TrainingDataError(ValueError):
 # ------------------------------------------------------------------------------ loading
 
 
-def load_training_data(data_args, demo_cache_dir: Optional[str] = None, demo: bool = False):
+def load_training_data(data_args, cache_dir: Optional[str] = None):
     """The :class:`~par_prompt.data.ParData` named by ``data_args``.
 
     - ``--data-dir`` set: :func:`par_prompt.data.load` of it (a converted directory, a
       folder of data files or a Hub dataset id);
-    - else ``--dataset synthetic``: the synthetic set, cached under the demo cache
-      (:func:`par_prompt.demo.demo_dataset`);
+    - else ``--dataset synthetic``: the synthetic set of the ``--synthetic-*`` sizes,
+      generated once and cached under ``cache_dir`` (:func:`par_prompt.data.load_synthetic`);
     - else ``--dataset`` as a path or Hub id.
     """
     from .. import data as par_data
@@ -58,11 +58,9 @@ def load_training_data(data_args, demo_cache_dir: Optional[str] = None, demo: bo
     if data_args.data_dir is not None:
         return par_data.load(data_args.data_dir)
     name = data_args.dataset
-    if name is None or name.lower() == "synthetic":
-        from ..demo import demo_dataset
-
-        return demo_dataset(data_args.synthetic_train, data_args.synthetic_validation, data_args.synthetic_test,
-                            seed=data_args.synthetic_seed, cache_dir=demo_cache_dir)
+    if name is not None and name.lower() == "synthetic":
+        return par_data.load_synthetic(data_args.synthetic_train, data_args.synthetic_validation,
+                                       data_args.synthetic_test, seed=data_args.synthetic_seed, cache_dir=cache_dir)
     check_named_data(data_args)
     return par_data.load(name)
 

@@ -5,9 +5,10 @@
 
 1. build the :class:`~accelerate.Accelerator` (mixed precision, gradient accumulation,
    trackers), seed every process;
-2. load the data and the model (the demo's cached backbones and synthetic data when no
-   ``--clip`` is given), check the splits **before the first step** (empty split,
-   label width, missing validation split), set the positive ratios of the training split;
+2. load the data and the model (the backbones of ``--clip`` and ``--fusion``, or those of
+   a :data:`BackboneSource` when no ``--clip`` is given), check the splits **before the
+   first step** (empty split, label width, missing validation split), set the positive
+   ratios of the training split;
 3. train epoch by epoch: SGD with the warm-up cosine schedule stepped per update,
    gradient-norm clipping, a finite-loss check at every step; after every epoch
    validate, export the adapter with ``save_pretrained`` to ``OUTPUT/best`` when the
@@ -25,7 +26,6 @@ processes compute the same updates as one process with the same global batch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -36,19 +36,20 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from ..fileio import write_json_atomic
+from ..quiet import quiet_libraries
 from .arguments import (
     RESUME_MAY_CHANGE,
     DataArguments,
     ModelArguments,
     TrainingArguments,
+    Defaults,
     arguments_dict,
     comparable_arguments,
-    is_demo,
     looks_like_test_split,
     resolve_arguments,
     resume_changes,
@@ -73,13 +74,19 @@ from .trackers import select_trackers
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NonFiniteLossError", "PromptPARTrainer", "TrainingError", "TrainingResult", "train"]
+__all__ = ["BackboneSource", "NonFiniteLossError", "PromptPARTrainer", "TrainingError", "TrainingResult", "train"]
 
 METRICS_FILE = "metrics.json"
 ARGS_FILE = "training_args.json"
 BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
+
+#: Where a run without ``--clip`` takes its backbones (the demo passes one that builds and
+#: caches tiny ones): called on every process, the main process first, with the resolved
+#: training arguments and whether this process may show progress; returns ``(clip, fusion)``,
+#: each a Hub id or a local directory. ``--fusion``, when given, still wins.
+BackboneSource = Callable[[TrainingArguments, bool], "tuple[str, str]"]
 
 
 class TrainingError(RuntimeError):
@@ -129,15 +136,23 @@ class PromptPARTrainer:
     The pieces are methods so that a subclass can observe or alter one of them (tests
     do: e.g. ``save_checkpoint``); :func:`train` is the plain entry point. ``sources``
     (from :func:`par_prompt.training.recipe.build_arguments`) records where the settings
-    came from, for ``training_args.json``.
+    came from, for ``training_args.json``; ``defaults`` and ``backbones`` let an
+    application run its own kind of run (see :func:`train`).
     """
 
     def __init__(self, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
-                 data=None, sources: Optional[dict[str, Any]] = None):
-        self.demo = is_demo(model_args)
+                 data=None, sources: Optional[dict[str, Any]] = None, *, defaults: Optional[Defaults] = None,
+                 backbones: Optional[BackboneSource] = None):
+        if model_args.clip is None and backbones is None:
+            raise TrainingError(
+                "No CLIP backbone: pass --clip, a Hub id (e.g. openai/clip-vit-large-patch14) or a local directory. "
+                "(`par-prompt train` without --clip runs the demo.)"
+            )
         self.given_data = data
+        self.backbones = backbones
         self.sources = dict(sources or {})
-        self.model_args, self.data_args, self.args = resolve_arguments(model_args, data_args, training_args)
+        self.model_args, self.data_args, self.args = resolve_arguments(model_args, data_args, training_args,
+                                                                       defaults)
         self.output_dir = Path(self.args.output_dir).expanduser().absolute()
         self.best_dir = self.output_dir / BEST_DIR
         self.last_checkpoint: Optional[Path] = None
@@ -304,7 +319,7 @@ class PromptPARTrainer:
 
             return load(self.given_data)
         try:
-            return load_training_data(self.data_args, self.args.demo_cache_dir, demo=self.demo)
+            return load_training_data(self.data_args, self.args.demo_cache_dir)
         except TrainingDataError:
             raise
         except (OSError, KeyError, ValueError, IndexError, TypeError) as error:
@@ -322,13 +337,9 @@ class PromptPARTrainer:
         dataset_name = self.data_args.dataset or data.name
         if dataset_name is not None and "/" in dataset_name:
             dataset_name = data.name  # a Hub id or a path: the sentence table comes from the data's own name
-        if self.demo:
-            from ..demo import DemoSettings, demo_backbones
-
-            settings = DemoSettings(pretrain_steps=self.args.demo_pretrain_steps)
-            backbones = demo_backbones(self.args.demo_cache_dir, settings,
-                                       verbose=self.accelerator.is_local_main_process)
-            clip, fusion = backbones.clip, m.fusion or backbones.vit
+        if m.clip is None:
+            clip, fusion = self.backbones(self.args, self.accelerator.is_local_main_process)
+            fusion = m.fusion or fusion
         else:
             clip, fusion = m.clip, m.fusion
         try:
@@ -369,7 +380,7 @@ class PromptPARTrainer:
                 if accelerator.is_main_process:
                     self._print_settings()
                 set_seed(args.seed)
-                with accelerator.main_process_first():  # the demo cache / downloads are written once
+                with accelerator.main_process_first():  # caches and downloads are written once
                     data = self._load_data()
                 # every check of the data runs before the (possibly large) backbones load
                 labels = check_splits(data, self.data_args.train_split, self.data_args.validation_split,
@@ -379,7 +390,7 @@ class PromptPARTrainer:
                 self._check_resumed_data()
                 if accelerator.is_main_process:
                     self._write_arguments()
-                with accelerator.main_process_first(), _quiet_transformers():
+                with accelerator.main_process_first(), quiet_libraries("transformers", bars=True):
                     set_seed(args.seed)
                     model = self._build_model(data)
                 self.data, self.model = data, model
@@ -562,7 +573,7 @@ class PromptPARTrainer:
         total = sum(p.numel() for p in model.parameters())
         sizes = ", ".join(f"{split} {labels[split].shape[0]}" for split in labels)
         logger.info(
-            f"PromptPAR {'demo ' if self.demo else ''}training: {model.config.num_attributes} attributes; {sizes}; "
+            f"PromptPAR training: {model.config.num_attributes} attributes; {sizes}; "
             f"{trainable:,} trainable of {total:,} parameters; {accelerator.num_processes} process(es) on "
             f"{accelerator.device.type}, mixed precision {self.mixed_precision}; {a.epochs} epochs × "
             f"{updates_per_epoch} updates of {a.batch_size * a.gradient_accumulation_steps} images; "
@@ -653,8 +664,9 @@ class PromptPARTrainer:
 
     def _evaluate(self, model, loader):
         """Metrics of ``model`` (prepared or not) on a prepared loader, gathered from every process."""
-        from ..evaluation import collect_predictions, resolve_threshold
+        from ..evaluation import collect_predictions
         from ..metrics import compute_par_metrics
+        from ..thresholds import resolve_threshold
 
         accelerator = self.accelerator
         unwrapped = accelerator.unwrap_model(model)
@@ -671,7 +683,7 @@ class PromptPARTrainer:
         if loader is None:
             return None
         accelerator, m = self.accelerator, self.model_args
-        with _quiet_transformers():
+        with quiet_libraries("transformers", bars=True):  # no loading bars or reports in the training output
             best = PromptPARModel.from_pretrained(self.best_dir, cache_dir=m.cache_dir,
                                                   local_files_only=m.local_files_only,
                                                   attn_implementation=m.attn_implementation)
@@ -737,31 +749,19 @@ def _process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Loading the backbones: no weight-loading bars or load reports (e.g. the ViT checkpoint's
-    unused classifier) in the training output; errors still show."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def train(model_args: Optional[ModelArguments] = None, data_args: Optional[DataArguments] = None,
           training_args: Optional[TrainingArguments] = None, *, data=None,
-          sources: Optional[dict[str, Any]] = None) -> TrainingResult:
-    """Train PromptPAR (see the module docstring). With no arguments: the demo.
+          sources: Optional[dict[str, Any]] = None, defaults: Optional[Defaults] = None,
+          backbones: Optional[BackboneSource] = None) -> TrainingResult:
+    """Train PromptPAR (see the module docstring). ``model_args.clip`` names the CLIP; the
+    demo (:func:`par_prompt.demo.train_demo`) is the run without one.
 
     ``data`` (a :class:`~par_prompt.data.ParData` or a ``DatasetDict`` carrying the
     metadata) replaces loading the data named by ``data_args``; the split names of
-    ``data_args`` still apply.
+    ``data_args`` still apply. ``defaults`` replaces :data:`~par_prompt.training.arguments.
+    PAPER_DEFAULTS` as the table that fills the options left at ``None``; ``backbones``
+    (a :data:`BackboneSource`) gives the backbones when ``model_args.clip`` is ``None``.
     """
     return PromptPARTrainer(model_args or ModelArguments(), data_args or DataArguments(),
-                            training_args or TrainingArguments(), data=data, sources=sources).train()
+                            training_args or TrainingArguments(), data=data, sources=sources, defaults=defaults,
+                            backbones=backbones).train()

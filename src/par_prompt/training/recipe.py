@@ -3,8 +3,8 @@
 ``par-prompt train --recipe NAME --config FILE --flag value ...`` resolves its settings
 in layers, each overriding the one before:
 
-1. the defaults of the argument dataclasses (the paper's recipe with ``--clip``, the demo
-   without, see :mod:`par_prompt.training.arguments`);
+1. the defaults of the argument dataclasses (the paper's recipe with ``--clip``, the demo's
+   without, see :mod:`par_prompt.training.arguments` and :mod:`par_prompt.demo`);
 2. ``--recipe NAME``: a YAML file shipped in ``par_prompt/training/recipes/``, the paper's
    setting for one data set (:func:`recipe_names`; WIDER and the zero-shot splits use the
    paper's smaller learning rates);

@@ -1,4 +1,5 @@
-"""Tests for par_prompt.testing: tiny offline backbones written with save_pretrained."""
+"""Tests for par_prompt.tiny_backbones (tiny offline backbones written with save_pretrained)
+and par_prompt.backbone_sizes (the published architecture numbers)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from par_prompt import testing as T
+from par_prompt import backbone_sizes as S
+from par_prompt import tiny_backbones as T
 
 SENTENCE = "A pedestrian wearing a hat"
 
@@ -79,7 +81,7 @@ def test_clip_reloads_with_consistent_special_ids(backbones, tokenizer, offline)
 
     model = CLIPModel.from_pretrained(backbones.clip)
     text = model.config.text_config
-    assert text.max_position_embeddings == T.CLIP_CONTEXT_LENGTH == 77
+    assert text.max_position_embeddings == S.CLIP_CONTEXT_LENGTH == 77
     assert tokenizer.model_max_length == 77
     assert text.vocab_size == len(tokenizer)
     assert text.bos_token_id == tokenizer.bos_token_id == tokenizer.convert_tokens_to_ids("<|startoftext|>")
@@ -111,6 +113,41 @@ def test_every_builtin_word_is_one_token(tokenizer):
     encoded = tokenizer(list(T.PAR_WORDS), add_special_tokens=False)["input_ids"]
     not_single = [w for w, ids in zip(T.PAR_WORDS, encoded) if len(ids) != 1]
     assert not_single == []
+
+
+def test_it_is_a_real_clip_tokenizer_loaded_by_from_pretrained(backbones, tokenizer, offline):
+    from transformers import CLIPTokenizer
+
+    assert isinstance(tokenizer, CLIPTokenizer)  # what AutoTokenizer picks for a CLIP folder
+    again = CLIPTokenizer.from_pretrained(backbones.clip)
+    assert again.get_vocab() == tokenizer.get_vocab() == T.tiny_clip_tokenizer().get_vocab()
+    assert again(SENTENCE)["input_ids"] == tokenizer(SENTENCE)["input_ids"]
+
+
+def test_every_word_of_the_demo_sentences_is_one_token(offline):
+    from par_prompt.data.synthetic import SENTENCES
+    from par_prompt.demo import demo_words
+
+    tokenizer = T.tiny_clip_tokenizer(demo_words())
+    for sentence in SENTENCES:
+        ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        assert len(ids) == len(sentence.split()), sentence
+
+
+def test_the_trained_tokenizer_is_the_same_in_every_process():
+    """The BPE trainer numbers new symbols in hash order, which differs between processes;
+    the tiny tokenizer must not (the demo's figures and caches depend on its ids)."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json; from par_prompt.tiny_backbones import _clip_bpe; "
+            "print(hashlib.sha256(json.dumps(_clip_bpe(('xylophone',))).encode()).hexdigest())")
+    here = __import__("hashlib").sha256(json.dumps(T._clip_bpe(("xylophone",))).encode()).hexdigest()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(T.__file__)),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.strip() == here
 
 
 def test_unknown_word_falls_back_and_round_trips(tokenizer):
@@ -297,13 +334,13 @@ def test_full_size_configs_match_published_parameter_counts():
         return sum(p.numel() for p in model.parameters())
 
     with torch.device("meta"):
-        l14 = CLIPModel(T.clip_config_from_sizes(T.CLIP_VIT_L14_SIZES))
-        b16 = CLIPModel(T.clip_config_from_sizes(T.CLIP_VIT_B16_SIZES))
-        vit = ViTModel(T.vit_config_from_sizes(T.VIT_B16_SIZES))
+        l14 = CLIPModel(S.clip_config_from_sizes(S.CLIP_VIT_L14_SIZES))
+        b16 = CLIPModel(S.clip_config_from_sizes(S.CLIP_VIT_B16_SIZES))
+        vit = ViTModel(S.vit_config_from_sizes(S.VIT_B16_SIZES))
     # Published totals of openai/clip-vit-large-patch14, openai/clip-vit-base-patch16
     # and google/vit-base-patch16-224's ViTModel (with pooler).
     assert count(l14) == 427_616_513
     assert count(b16) == 149_620_737
     assert count(vit) == 86_389_248
     assert l14.config.text_config.eos_token_id == 49407 and l14.config.text_config.bos_token_id == 49406
-    assert T.CLIP_VIT_L14_SIZES["text"]["vocab_size"] == 49408  # the dicts were not mutated
+    assert S.CLIP_VIT_L14_SIZES["text"]["vocab_size"] == 49408  # the dicts were not mutated
