@@ -272,14 +272,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_results(results: dict, path=None) -> None:
-    """Write ``results`` to ``path``, else to ``$OUT/bench_inference.json`` when OUT is set."""
-    path = path or (os.path.join(os.environ["OUT"], "bench_inference.json") if os.environ.get("OUT") else None)
+def write_results(results: dict, path=None, name: str = "bench_inference.json") -> None:
+    """Write ``results`` to ``path``, else to ``$OUT/<name>`` when OUT is set (the GPU machine's
+    output folder). bench_onnx.py writes its results with this too."""
+    path = path or (os.path.join(os.environ["OUT"], name) if os.environ.get("OUT") else None)
     if path:
         with open(path, "w") as f:
             json.dump(results, f, indent=2)
         print(f"wrote {path}")
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

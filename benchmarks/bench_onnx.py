@@ -28,13 +28,16 @@ shared machine other jobs move the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded from a file path (tests)
+from bench_inference import write_results  # noqa: E402
 
 SIZES = {"b16": "CLIP_VIT_B16_SIZES", "l14": "CLIP_VIT_L14_SIZES", "tiny": None}  # tiny: a quick smoke run
 PA100K = ["Female", "AgeOver60", "Age18-60", "AgeLess18", "Front", "Side", "Back", "Hat", "Glasses", "HandBag",
@@ -199,16 +202,8 @@ def main(argv=None) -> int:
             folder.rmdir()
     machine["load_average_after"] = os.getloadavg()
     print(f"load average before {machine['load_average_before']}, after {machine['load_average_after']}")
-    write_results(results, args.json)
+    write_results(results, args.json, name="bench_onnx.json")
     return 0
-
-
-def write_results(results: dict, path=None) -> None:
-    path = path or (os.path.join(os.environ["OUT"], "bench_onnx.json") if os.environ.get("OUT") else None)
-    if path:
-        with open(path, "w") as handle:
-            json.dump(results, handle, indent=2)
-        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

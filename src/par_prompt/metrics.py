@@ -55,7 +55,6 @@ Besides :func:`compute_par_metrics` this module offers a streaming
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field

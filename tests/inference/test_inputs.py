@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from par_prompt.cli import main
-from par_prompt.inference import ImageInputError, predict
+from par_prompt.inference import ImageInputError
 from par_prompt.inference.inputs import IMAGE_EXTENSIONS, InputListError, expand_inputs
 
 from .conftest import random_image

@@ -278,7 +278,6 @@ def test_save_into_a_data_set_and_into_the_working_directory_loses_nothing(backb
 
 
 def test_stale_files_of_an_earlier_model_are_removed(tmp_path, pixels):
-    from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
 
     local = write_tiny_backbones(tmp_path / "bases")
     directory = tmp_path / "model"

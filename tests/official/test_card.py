@@ -19,7 +19,8 @@ def imported(official, bpe_file):
 
 
 def test_saved_official_model_has_the_card(imported, official, tmp_path):
-    folder = save_official_model(imported, tmp_path / "model")
+    model, processor = imported
+    folder = save_official_model(model, processor, tmp_path / "model")
     text = (folder / "README.md").read_text()
     card = ModelCard.load(folder / "README.md")
     assert ModelCard(str(card)).data.to_dict() == card.data.to_dict()
@@ -33,7 +34,7 @@ def test_saved_official_model_has_the_card(imported, official, tmp_path):
     for heading in SECTIONS:
         assert heading in text, heading
     assert text.index("## Imported from") < text.index("## How to use")
-    source = imported.config.imported_from
+    source = model.config.imported_from
     assert f"| file | `{official.path.name}` |" in text and f"| SHA-256 | `{source['sha256']}` |" in text
     assert f"| epoch | {source['epoch']} |" in text
     table = OFFICIAL_TABLES["pa100k"]
@@ -48,7 +49,7 @@ def test_saved_official_model_has_the_card(imported, official, tmp_path):
 
 
 def test_official_card_names_its_hub_clip(imported):
-    config = imported.config.to_dict()
+    config = imported[0].config.to_dict()
     config["clip_name_or_path"] = "openai/clip-vit-large-patch14"
     text = render_official_card(config, bundled=False)
     data = ModelCard(text).data

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from par_prompt import PromptPARModel, PromptPARPredictor, PromptPARProcessor
+from par_prompt import PromptPARPredictor
 from par_prompt.cli import main
-from par_prompt.tiny_backbones import write_tiny_backbones
 
-from ..inference.conftest import IMAGE_SIZE, PATCH_SIZE, build_tiny_model, random_image, save_tiny_model
+# The inference tests' fixtures, registered here again: each folder gets its own session
+# instances (``model`` and ``processor`` load this folder's ``model_dir``).
+from ..inference.conftest import backbones, build_tiny_model, model, processor, random_image, save_tiny_model
 
-__all__ = ["random_image"]
+__all__ = ["backbones", "model", "processor", "random_image"]
 
 
 def run_cli(*argv) -> tuple[int, str, str]:
@@ -34,11 +35,6 @@ def run_cli(*argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="session")
-def backbones(tmp_path_factory):
-    return write_tiny_backbones(tmp_path_factory.mktemp("backbones"), image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
-
-
-@pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, backbones) -> Path:
     """A saved tiny model (4 regions, 2 prompts per group, one MM-Former layer)."""
     directory = tmp_path_factory.mktemp("model") / "promptpar"
@@ -46,17 +42,6 @@ def model_dir(tmp_path_factory, backbones) -> Path:
         torch.manual_seed(0)
         save_tiny_model(build_tiny_model(backbones), directory, backbones)
     return directory
-
-
-@pytest.fixture(scope="session")
-def model(model_dir) -> PromptPARModel:
-    """The saved tiny model, loaded. Tests must leave it as they found it."""
-    return PromptPARModel.from_pretrained(model_dir)
-
-
-@pytest.fixture(scope="session")
-def processor(model_dir) -> PromptPARProcessor:
-    return PromptPARProcessor.from_pretrained(model_dir)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,15 +92,32 @@ def fresh_accelerate_state():
     GradientState._reset_state()
 
 
-@pytest.fixture
-def single_thread():
-    """Run in-process training with one thread, as the subprocesses do."""
+@contextmanager
+def one_thread():
+    """Torch on one thread within the block, as the training subprocesses run."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread():
+    """Run in-process training with one thread, as the subprocesses do."""
+    with one_thread():
+        yield
+
+
+def train_tiny(backbones, data_dir, output_dir, **overrides):
+    """:func:`par_prompt.training.train` of :func:`tiny_arguments`' run, on one thread."""
+    from par_prompt.training import train
+
+    with one_thread():
+        return train(*tiny_arguments(backbones, data_dir, output_dir, **overrides))
 
 
 def python() -> str:

@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from huggingface_hub import HfApi
 from huggingface_hub.errors import LocalTokenNotFoundError
 
 from par_prompt import PromptPARModel
 from par_prompt.training import TrainingError, train, trackers
 
-from .conftest import tiny_arguments
+from .conftest import tiny_arguments, train_tiny
 
 
 class Events:
@@ -63,15 +62,10 @@ class Events:
 
 @pytest.fixture(scope="module")
 def pushed_run(tiny_backbones, tiny_data_dir, tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as monkeypatch:
         events = Events(monkeypatch)
         out = tmp_path_factory.mktemp("logs") / "out"
-        try:
-            train(*tiny_arguments(tiny_backbones, tiny_data_dir, out, epochs=2, push_to_hub="alice/promptpar-test"))
-        finally:
-            torch.set_num_threads(threads)
+        train_tiny(tiny_backbones, tiny_data_dir, out, epochs=2, push_to_hub="alice/promptpar-test")
     return out, events.log
 
 

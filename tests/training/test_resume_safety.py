@@ -15,7 +15,7 @@ from par_prompt import cli
 from par_prompt.training import train
 from par_prompt.training.checkpoint import LEGACY_FILES, TRAINER_STATE_FILE
 
-from .conftest import cli_arguments, tiny_arguments
+from .conftest import cli_arguments, tiny_arguments, train_tiny
 
 
 class Payload:
@@ -30,13 +30,8 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_backbones, tiny_data_dir, tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path_factory.mktemp("safety") / "out"
-        train(*tiny_arguments(tiny_backbones, tiny_data_dir, out, epochs=2))
-    finally:
-        torch.set_num_threads(threads)
+    out = tmp_path_factory.mktemp("safety") / "out"
+    train_tiny(tiny_backbones, tiny_data_dir, out, epochs=2)
     return out
 
 

@@ -10,13 +10,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from par_prompt.data import load, save
 from par_prompt.training import DataArguments, ModelArguments, TrainingArguments, TrainingError, train
 from par_prompt.training.arguments import RESUME_MAY_CHANGE
 
-from .conftest import ROOT, tiny_arguments
+from .conftest import ROOT, tiny_arguments, train_tiny
 
 #: A changed value for every argument that must not change on resume (the tiny run's
 #: values are those of conftest.tiny_arguments).
@@ -44,13 +43,8 @@ def test_every_argument_is_classified():
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_backbones, tiny_data_dir, tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path_factory.mktemp("settings") / "out"
-        train(*tiny_arguments(tiny_backbones, tiny_data_dir, out, epochs=2))
-    finally:
-        torch.set_num_threads(threads)
+    out = tmp_path_factory.mktemp("settings") / "out"
+    train_tiny(tiny_backbones, tiny_data_dir, out, epochs=2)
     return out
 
 

@@ -11,21 +11,13 @@ from par_prompt.training import PromptPARTrainer, TrainingError, train, trainabl
 from par_prompt.training.checkpoint import TRAINABLE_STATE_FILE
 from par_prompt.fileio import read_safetensors
 
-from .conftest import tiny_arguments
+from .conftest import tiny_arguments, train_tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tiny_backbones, tiny_data_dir, tmp_path_factory):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path_factory.mktemp("run") / "out"
-        result = train(*tiny_arguments(tiny_backbones, tiny_data_dir, out, epochs=3, save_total_limit=3))
-    finally:
-        torch.set_num_threads(threads)
-    return out, result
+    out = tmp_path_factory.mktemp("run") / "out"
+    return out, train_tiny(tiny_backbones, tiny_data_dir, out, epochs=3, save_total_limit=3)
 
 
 def test_output_layout(finished):

@@ -34,8 +34,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -45,7 +45,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..fileio import read_safetensors, write_json_atomic
+from ..fileio import fsync_directory, fsync_file, read_safetensors, write_json_atomic
 from ..saved_files import CLIP_STATE_PREFIX, LEGACY_CLIP_PREFIX
 
 __all__ = [
@@ -361,7 +361,7 @@ class CheckpointManager:
                 shutil.rmtree(aside, ignore_errors=True)
             else:
                 partial.rename(final)
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
             self._prune()
         accelerator.wait_for_everyone()
         return final
@@ -409,19 +409,5 @@ def _fsync_tree(path: Path) -> None:
     """Flush every file under ``path`` and the folder itself to disk (before the rename)."""
     for file in path.rglob("*"):
         if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_directory(path)
-
-
-def _fsync_directory(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+            fsync_file(file)
+    fsync_directory(path)
