@@ -199,3 +199,22 @@ def test_attribute_order_of_converted_data(official, bpe_file, images, expected,
 
     with pytest.raises(ValueError, match=r"lacks \['Female'\]; the checkpoint has no \['Male'\]"):
         load_official_checkpoint(official.path, attribute_order=["Male", *names[1:]], clip_tokenizer=bpe_file)
+
+
+def test_from_official_checkpoint_on_the_model_class(official, bpe_file, imported_processor, images, expected):
+    model = PromptPARModel.from_official_checkpoint(official.path, dataset="pa100k", clip_tokenizer=bpe_file)
+    assert isinstance(model, PromptPARModel) and not model.training
+    assert (probabilities(model, images, imported_processor) - expected).abs().max() <= TOLERANCE
+
+
+def test_a_folder_saved_without_its_processor_keeps_the_official_image_pipeline(
+        imported, imported_processor, images, expected, tmp_path):
+    """model.save_pretrained alone writes no image processor; loading the processor must not
+    fall back to the CLIP's padding and statistics, which would change every prediction."""
+    imported.save_pretrained(tmp_path / "model")
+    imported_processor.tokenizer.save_pretrained(tmp_path / "model")
+    processor = PromptPARProcessor.from_pretrained(tmp_path / "model")
+    settings = processor.image_processor
+    assert (settings.do_pad, settings.image_mean, settings.image_std) == (False, [0.5] * 3, [0.5] * 3)
+    model = PromptPARModel.from_pretrained(tmp_path / "model")
+    assert (probabilities(model, images, processor) - expected).abs().max() <= TOLERANCE

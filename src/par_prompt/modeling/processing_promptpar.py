@@ -296,6 +296,14 @@ class PromptPARProcessor(ProcessorMixin):
             except (TypeError, ValueError) as error:
                 raise ValueError(f"the image processor config ({name}) of {source!r} is invalid: {error}. Fix the "
                                  "file, or save the model again.") from error
+        if settings is None and getattr(where.config, "imported_from", None):
+            # A model imported from an official checkpoint and saved without its processor: its
+            # images go through the official pipeline, not through its CLIP base's.
+            from ..official.importer import official_image_processor
+
+            size = where.config.get_clip_config().vision_config.image_size
+            return (official_image_processor(size), "the official PromptPAR image pipeline (the model was imported "
+                    "from an official checkpoint)", PROCESSOR_FILE)
         reference, hub = (source, where.located) if settings is not None else (where.base, where.base_hub)
         if reference is None:
             raise OSError(f"{source} holds no image processor and names no CLIP base to take one from; give a folder "

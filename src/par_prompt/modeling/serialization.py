@@ -373,6 +373,22 @@ class PromptPARSerializationMixin:
 
     # ----------------------------------------------------------------- loading
     @classmethod
+    def from_official_checkpoint(cls, path: Union[str, os.PathLike], dataset: Optional[str] = None, **kwargs: Any):
+        """A model from a checkpoint of the official PromptPAR code (a ``.pth`` file, read
+        without unpickling code) that predicts what the official code predicts.
+
+        The arguments are those of :func:`par_prompt.official.load_official_checkpoint`
+        (``dataset``, ``attributes``/``sentences``, ``attribute_order``, ``clip_tokenizer``,
+        ``clip_name_or_path``), which returns the processor as well (the official image
+        pipeline). ``par_prompt.official.save_official_model(model, processor, out)``
+        writes both with the model card; a folder saved with ``model.save_pretrained``
+        alone still gets the official image pipeline from ``PromptPARProcessor.from_pretrained``.
+        """
+        from ..official import load_official_checkpoint
+
+        return load_official_checkpoint(path, dataset, **kwargs)[0]
+
+    @classmethod
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: Union[str, os.PathLike],

@@ -113,15 +113,20 @@ def build_model(
     return model.eval()
 
 
-def official_processor(image_size: int, tokenizer: Any):
-    """The processor of an imported model: ``tokenizer`` and the official image pipeline
-    (resize to ``image_size`` without padding, bilinear, mean = std = 0.5)."""
+def official_image_processor(image_size: int):
+    """The official image pipeline: resize to ``image_size`` without padding, bilinear,
+    mean = std = 0.5."""
     from ..image_processing import PromptPARImageProcessor
+
+    return PromptPARImageProcessor(size=image_size, image_mean=OFFICIAL_IMAGE_MEAN, image_std=OFFICIAL_IMAGE_STD,
+                                   resample=BILINEAR, do_pad=False)
+
+
+def official_processor(image_size: int, tokenizer: Any):
+    """The processor of an imported model: ``tokenizer`` and :func:`official_image_processor`."""
     from ..modeling import PromptPARProcessor
 
-    image_processor = PromptPARImageProcessor(size=image_size, image_mean=OFFICIAL_IMAGE_MEAN,
-                                              image_std=OFFICIAL_IMAGE_STD, resample=BILINEAR, do_pad=False)
-    return PromptPARProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return PromptPARProcessor(image_processor=official_image_processor(image_size), tokenizer=tokenizer)
 
 
 def _load_prompts(model, weights: ConvertedWeights) -> None:
