@@ -11,8 +11,9 @@ of its source tree, and builds the same model from the same seed:
 
 The model is the issue's setting: CLIP ViT-B/16 + ViT-B/16 fusion at full size (random
 weights: speed and memory do not depend on the values), fp32 on the CPU, the 51 RAPv1
-attributes with their sentences (tokenized by the tiny BPE tokenizer of
-:mod:`par_prompt.tiny_backbones`, whose sentence lengths are close to CLIP's own), the paper's
+attributes with their sentences (tokenized, for every variant, by the tiny BPE tokenizer of
+the first variant's tree, saved once, so that all compute the same losses; its sentence
+lengths are close to CLIP's own), the paper's
 prompt settings, batch 16. A step is what the training loop does per update: forward
 with labels (weighted BCE + GL), backward, gradient-norm clip 10, SGD with the paper's
 two parameter groups.
@@ -40,6 +41,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,19 +70,27 @@ def worker(args: argparse.Namespace) -> None:
     """Build the model, then run one training step per line read from stdin."""
     import torch
 
+    from transformers import AutoTokenizer
+
     from par_prompt import PromptPARConfig, PromptPARModel
     from par_prompt.sentences import DATASET_ATTRIBUTES
-    from par_prompt.backbone_sizes import CLIP_VIT_B16_SIZES, VIT_B16_SIZES, clip_config_from_sizes
-    from par_prompt.tiny_backbones import tiny_clip_config
-    from par_prompt.backbone_sizes import vit_config_from_sizes
-    from par_prompt.tiny_backbones import tiny_clip_tokenizer, tiny_vit_config
     from par_prompt.training import build_optimizer
+
+    try:  # this checkout
+        from par_prompt.backbone_sizes import CLIP_VIT_B16_SIZES, VIT_B16_SIZES, clip_config_from_sizes
+        from par_prompt.backbone_sizes import vit_config_from_sizes
+        from par_prompt.tiny_backbones import tiny_clip_config, tiny_vit_config
+    except ImportError:  # older trees kept them in par_prompt.testing
+        from par_prompt.testing import CLIP_VIT_B16_SIZES, VIT_B16_SIZES, clip_config_from_sizes
+        from par_prompt.testing import tiny_clip_config, tiny_vit_config, vit_config_from_sizes
 
     if args.threads:
         torch.set_num_threads(args.threads)
     attributes = list(DATASET_ATTRIBUTES["rapv1"])
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)  # the same files for every variant
     if args.smoke:
-        clip_config, fusion_config = tiny_clip_config(image_size=224, patch_size=32), tiny_vit_config()
+        clip_config = tiny_clip_config(image_size=224, patch_size=32, vocab_size=len(tokenizer))
+        fusion_config = tiny_vit_config()
     else:
         clip_config, fusion_config = clip_config_from_sizes(CLIP_VIT_B16_SIZES), vit_config_from_sizes(VIT_B16_SIZES)
     config = PromptPARConfig(attributes=attributes, dataset="rapv1", clip_config=clip_config,
@@ -88,11 +98,11 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = PromptPARModel(config)
     if hasattr(model, "attach_tokenizer"):  # the base tree: the model tokenized its sentences itself
-        model.attach_tokenizer(tiny_clip_tokenizer())
+        model.attach_tokenizer(tokenizer)
     else:
         from par_prompt.modeling import sentence_token_ids
 
-        model.set_sentence_token_ids(sentence_token_ids(tiny_clip_tokenizer(), model.config.sentences))
+        model.set_sentence_token_ids(sentence_token_ids(tokenizer, model.config.sentences))
     model.set_positive_ratios(torch.full((config.num_attributes,), 0.3))
     if args.checkpointing:
         model.gradient_checkpointing_enable()
@@ -121,6 +131,16 @@ def worker(args: argparse.Namespace) -> None:
                                    "loss": loss.item()}), flush=True)
 
 
+def write_tokenizer(directory: Path) -> None:
+    """Save the tiny CLIP tokenizer of the tree on ``PYTHONPATH`` to ``directory``."""
+    try:
+        from par_prompt.tiny_backbones import tiny_clip_tokenizer
+    except ImportError:  # older trees
+        from par_prompt.testing import tiny_clip_tokenizer
+
+    tiny_clip_tokenizer().save_pretrained(directory)
+
+
 # ------------------------------------------------------------------------ orchestrator
 
 
@@ -129,7 +149,8 @@ class Worker:
 
     def __init__(self, name: str, src: Path, checkpointing: bool, args: argparse.Namespace) -> None:
         self.name = name
-        command = [sys.executable, str(HERE), "--worker", "--batch-size", str(args.batch_size)]
+        command = [sys.executable, str(HERE), "--worker", "--batch-size", str(args.batch_size),
+                   "--tokenizer", str(args.tokenizer)]
         if checkpointing:
             command.append("--checkpointing")
         if args.smoke:
@@ -172,9 +193,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny backbones: checks the script in seconds")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tokenizer", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--write-tokenizer", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
+        return {}
+    if args.write_tokenizer:
+        write_tokenizer(args.write_tokenizer)
         return {}
 
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
@@ -184,6 +210,12 @@ def main(argv=None) -> dict:
         parser.error(f"unknown variants {unknown}; choose from {sorted(sources)}")
     if "base" in names and (args.base_src is None or not (args.base_src / "par_prompt").is_dir()):
         parser.error("--base-src must be the src folder of the older tree, e.g. /tmp/base5cd/src")
+    # Every variant tokenizes the sentences with the same tokenizer files (the tiny tokenizer of
+    # the first variant's tree), so that the runs compute the same losses.
+    scratch = tempfile.TemporaryDirectory(prefix="bench-tokenizer-")
+    args.tokenizer = Path(scratch.name)
+    subprocess.run([sys.executable, str(HERE), "--write-tokenizer", str(args.tokenizer)], check=True,
+                   env=dict(os.environ, PYTHONPATH=str(sources[names[0]])))
     load_before = os.getloadavg()
     workers = []
     try:
@@ -208,6 +240,7 @@ def main(argv=None) -> dict:
     finally:
         for w in workers:
             w.close()
+        scratch.cleanup()
     load_after = os.getloadavg()
     summary = {"load_average_before": load_before, "load_average_after": load_after, "variants": {}}
     for name in names:
