@@ -212,6 +212,23 @@ def test_push_model_to_hub_saves_and_uploads_our_card(model, hub, demo_metrics):
     assert card.data.eval_results[0].metric_value == round(100 * demo_metrics["mA"], 2)
 
 
+def test_push_model_to_hub_uploads_the_processor_when_given(model, hub, demo_metrics, caplog):
+    """With the processor the repository works with the stock pipelines and the card says
+    so; without it the card does not promise them, and a warning says what is missing."""
+    from par_prompt import PromptPARProcessor
+
+    processor = PromptPARProcessor.from_pretrained(model.config.clip_name_or_path)
+    push_model_to_hub(model, "me/promptpar-model", metrics=demo_metrics, dataset_name="pa100k", processor=processor)
+    assert "processor_config.json" in hub.uploaded and "tokenizer.json" in hub.uploaded
+    assert 'pipeline("image-classification"' in hub.card and "the tokenizer and the image" in hub.card
+    with caplog.at_level("WARNING", logger="par_prompt.hub"):
+        push_model_to_hub(model, "me/promptpar-model", metrics=demo_metrics, dataset_name="pa100k")
+    assert "processor_config.json" not in hub.uploaded
+    assert 'pipeline("image-classification"' not in hub.card and "holds no processor files" in hub.card
+    assert "the tokenizer and the image" not in hub.card
+    assert "without its processor" in caplog.text
+
+
 def test_model_files_keeps_a_bundled_base(model, tmp_path):
     model.save_pretrained(tmp_path / "bundled", bundle_base_weights=True)
     assert "clip_base.safetensors" in model_files(tmp_path / "bundled")

@@ -104,3 +104,12 @@ def test_check_threshold_names_the_value():
     assert check_threshold(0.25) == 0.25
     with pytest.raises(ValueError, match=r"--threshold must lie in \[0, 1\], got 2.0"):
         check_threshold(2.0, "--threshold")
+
+
+def test_describe_names_where_per_attribute_thresholds_came_from():
+    config = Config()
+    config.attribute_thresholds = [0.2, 0.7, 0.5]
+    assert resolve_threshold(config).describe() == "per-attribute (from the model config)"
+    assert resolve_threshold(config, [0.1, 0.2, 0.3], given_as="--threshold").describe() == "per-attribute (--threshold)"
+    assert ThresholdChoice([0.1] * 3, "calibrated on validation").describe() == "per-attribute (calibrated on validation)"
+    assert resolve_threshold(config, 0.25).describe() == "global 0.25"

@@ -19,7 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterator, Optional, Union
 
 import torch
 
@@ -246,6 +246,25 @@ def check_output_file(path: PathLike, what: str = "the output file") -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{what} {path} is read-only; make it writable or choose another path")
     return path
+
+
+#: The most bytes a JSON file of a model folder may have to be read (config.json and the
+#: processor's files are a few kB; a larger file is not one of ours).
+MAX_JSON_BYTES = 32 * 2**20
+
+
+def read_json_object(path: PathLike, max_bytes: int = MAX_JSON_BYTES) -> Optional[dict]:
+    """The JSON object in ``path``, read leniently: None when the file is missing, larger
+    than ``max_bytes``, not JSON, or not an object (for questions such as "whose folder is
+    this?", where an unreadable file simply is not ours)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > max_bytes:
+            return None
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:

@@ -36,6 +36,8 @@ from typing import Any, Optional, Union
 from .fileio import write_text_atomic
 from .saved_files import (
     ADAPTER_DIR,
+    PREPROCESSOR_FILE,
+    PROCESSOR_FILE,
     FOLDER_FILES,
     OPTIONAL_WEIGHT_FILES,
     REQUIRED_FILES,
@@ -357,14 +359,19 @@ def push_model_to_hub(
     training_args: Optional[Mapping[str, Any]] = None,
     dataset_name: Optional[str] = None,
     bundle_base_weights: bool = False,
+    processor: Any = None,
     api: Any = None,
     **ignored: Any,
 ) -> str:
-    """Save ``model`` to a temporary folder, write its model card there and upload it.
+    """Save ``model`` (and ``processor``, its PromptPARProcessor, when given) to a temporary
+    folder, write its model card there and upload it.
 
     The body of ``PromptPARModel.push_to_hub``: the signature takes transformers'
     ``push_to_hub`` arguments (``max_shard_size`` and ``safe_serialization`` are
     ignored), plus ``metrics`` / ``training_args`` / ``dataset_name`` for the card.
+    Without ``processor`` the repository has no tokenizer or image-processor files:
+    ``PromptPARProcessor.from_pretrained`` then takes them from the CLIP base, but
+    ``pipeline("image-classification")`` cannot load it (a warning says so).
     Unlike transformers' version it uploads our card, not a generic one, and only the
     files of :func:`model_files`. Returns the commit URL.
     """
@@ -374,6 +381,11 @@ def push_model_to_hub(
     with tempfile.TemporaryDirectory(prefix="promptpar-push-") as tmp:
         folder = Path(tmp) / "model"
         model.save_pretrained(folder, bundle_base_weights=bundle_base_weights)
+        if processor is not None:
+            processor.save_pretrained(folder)
+        else:
+            logger.warning("pushing the model without its processor: pass processor=PromptPARProcessor(...) so that "
+                           "pipeline('image-classification') and AutoProcessor can load the repository")
         write_model_card(folder, metrics=metrics, training_args=training_args, dataset_name=dataset_name,
                          repo_id=repo_id, tags=tags)
         return push_to_hub(folder, repo_id, token=token, private=private, revision=revision,
@@ -627,6 +639,9 @@ def render_model_card(
         bundled = any(name in (files or {}) for name in OPTIONAL_WEIGHT_FILES)
     clip = public_name(config.get("clip_name_or_path")) or "a bundled CLIP"
     names = _saved_file_names()
+    # without the processor's files (a model saved or pushed alone) the stock pipelines cannot
+    # load the repository; the card says so instead of promising them
+    has_processor = files is None or any(name in files for name in (PROCESSOR_FILE, PREPROCESSOR_FILE))
     with _template_path() as template_path:
         card = ModelCard.from_template(
             card_data,
@@ -635,6 +650,7 @@ def render_model_card(
             dataset=dataset_id,
             text_prompts=config.get("text_prompts", 0),
             bundled=bundled,
+            has_processor=has_processor,
             backbones=_backbones(config, names),
             names=names,
             provenance=provenance,

@@ -48,13 +48,13 @@ class ThresholdChoice:
         return isinstance(self.value, list)
 
     def describe(self) -> str:
-        """``"global 0.50"``, ``"per-attribute (calibrated on validation)"`` or
-        ``"per-attribute (from the model config)"``."""
+        """``"global 0.50"``, ``"per-attribute (from the model config)"``, or the source
+        given: ``"per-attribute (calibrated on validation)"``, ``"per-attribute (--threshold)"``."""
         if not self.per_attribute:
             return f"global {self.value:.2f}"
-        if self.source.startswith("calibrated"):
-            return f"per-attribute ({self.source})"
-        return "per-attribute (from the model config)"
+        if self.source.startswith("config."):
+            return "per-attribute (from the model config)"
+        return f"per-attribute ({self.source})"
 
     def values(self, num_attributes: int) -> list[float]:
         """One threshold per attribute."""

@@ -108,3 +108,21 @@ def test_bad_loaders(model):
         collect_predictions(model, [{"pixel_values": torch.zeros(2, 3, 32, 32)}])
     with pytest.raises(ValueError, match="no batches"):
         collect_predictions(model, [])
+
+
+def test_images_are_never_read_without_the_model_s_processor(model, data, tmp_path):
+    """Guessed image settings would change every probability without a word."""
+    from par_prompt.evaluation import EvaluationError, calibrate_on_split, evaluate_model
+
+    for call in (lambda: predict_split(model, data, "test"), lambda: evaluate_model(model, data, "test"),
+                 lambda: calibrate_on_split(model, data, "validation")):
+        with pytest.raises(EvaluationError, match="No processor was given"):
+            call()
+
+
+def test_save_with_thresholds_refuses_a_bare_number_in_one_line(model, tmp_path):
+    from par_prompt.evaluation import EvaluationError, save_with_thresholds
+
+    with pytest.raises(EvaluationError, match="one number per attribute"):
+        save_with_thresholds(model, 0.4, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

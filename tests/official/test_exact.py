@@ -218,3 +218,14 @@ def test_a_folder_saved_without_its_processor_keeps_the_official_image_pipeline(
     assert (settings.do_pad, settings.image_mean, settings.image_std) == (False, [0.5] * 3, [0.5] * 3)
     model = PromptPARModel.from_pretrained(tmp_path / "model")
     assert (probabilities(model, images, processor) - expected).abs().max() <= TOLERANCE
+
+
+def test_no_tokenizer_is_refused_before_the_checkpoint_is_read(official, monkeypatch):
+    from par_prompt.official import OfficialCheckpointError, importer
+
+    def read_checkpoint(path):
+        raise AssertionError("the checkpoint was read before the arguments were checked")
+
+    monkeypatch.setattr(importer, "read_checkpoint", read_checkpoint)
+    with pytest.raises(OfficialCheckpointError, match="clip_tokenizer is needed"):
+        load_official_checkpoint(official.path, dataset="pa100k", clip_tokenizer=None)

@@ -136,15 +136,14 @@ def _label_width(dataset: Any) -> Optional[int]:
 def _image_transform(model: Any, processor: Any = None):
     """The evaluation pipeline (no augmentation) of ``processor`` (the model's
     PromptPARProcessor or its image processor), after checking it against the model
-    (:class:`EvaluationError` otherwise); without one, CLIP's mean and std at the model's
-    image size."""
+    (:class:`EvaluationError` otherwise, also when there is none: guessed image settings
+    would change every probability without a word, e.g. for an imported official model)."""
     from ..data.transforms import ImageTransform
-    from ..inference.predict import check_image_processor, model_image_size
+    from ..inference.predict import check_image_processor
 
     if processor is None:
-        size = model_image_size(model)
-        logger.warning("no processor was given; using CLIP's mean/std at size %d", size)
-        return ImageTransform(size=size, train=False)
+        raise EvaluationError("No processor was given: pass processor=PromptPARProcessor.from_pretrained(MODEL), "
+                              "the model's own image settings.")
     try:
         image_processor = check_image_processor(model, processor)
     except ValueError as error:
@@ -408,6 +407,9 @@ def save_with_thresholds(model: Any, thresholds: Sequence[float], directory: Uni
     try:
         values = resolve_threshold(model.config, list(thresholds), given_as="thresholds").values(
             model.config.num_attributes)
+    except TypeError:
+        raise EvaluationError(f"thresholds must be one number per attribute, got {type(thresholds).__name__} "
+                              f"{thresholds!r}.") from None
     except ValueError as error:
         raise EvaluationError(str(error)) from None
     previous = model.config.attribute_thresholds

@@ -181,7 +181,6 @@ def load_predictor(args: argparse.Namespace, command: str):
         from ..onnx.cli import load_predictor as load_onnx_predictor
 
         return load_onnx_predictor(args, command)
-    from ..modeling import PromptPARModel, PromptPARProcessor
     from .predictor import PromptPARPredictor
 
     try:
@@ -192,15 +191,9 @@ def load_predictor(args: argparse.Namespace, command: str):
     try:
         # transformers' loading reports, bars and deprecation warnings, unless --verbose
         with quiet_libraries("transformers", bars=True, future_warnings=True, enabled=not args.verbose):
-            processor = PromptPARProcessor.from_pretrained(args.model, revision=args.revision)
-            model = PromptPARModel.from_pretrained(args.model, revision=args.revision, device=device)
+            return PromptPARPredictor.from_pretrained(args.model, revision=args.revision, device=device)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
         report_error(command, f"cannot load the model {args.model!r}: {error}")
-        return None
-    try:
-        return PromptPARPredictor(model, processor)
-    except ValueError as error:
-        report_error(command, f"the model {args.model!r} cannot be used: {error}")
         return None
 
 

@@ -56,7 +56,8 @@ class PromptPARPredictor:
 
         located = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
                        local_files_only=local_files_only, clip_name_or_path=clip_name_or_path)
-        processor = PromptPARProcessor.from_pretrained(pretrained_model_name_or_path, **located)
+        download = {key: model_kwargs[key] for key in ("force_download", "proxies") if key in model_kwargs}
+        processor = PromptPARProcessor.from_pretrained(pretrained_model_name_or_path, **located, **download)
         model = PromptPARModel.from_pretrained(pretrained_model_name_or_path, **located, **model_kwargs)
         return cls(model, processor)
 

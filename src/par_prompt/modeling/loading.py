@@ -238,7 +238,12 @@ def load_backbone_config(config_class, kind: str, reference: str, revision: Opti
 
 def _load_frozen(model_class, kind: str, override: str, reference: str, revision: Optional[str],
                  model_dir: Optional[Path], **kwargs: Any):
-    """``model_class.from_pretrained`` (safetensors only), every weight frozen; errors say how to fix them."""
+    """``model_class.from_pretrained`` (safetensors only), every weight frozen; errors say how to fix them.
+
+    The weights load in float32 whatever precision the checkpoint stores (transformers keeps
+    a float16 checkpoint in float16): the prompts and heads are float32, and the whole
+    model is cast at once when a dtype is asked for."""
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model = model_class.from_pretrained(reference, revision=revision, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as error:

@@ -22,7 +22,7 @@ records, and its image processor must resize to the CLIP's image size.
 
 from __future__ import annotations
 
-import json
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,18 +32,20 @@ from transformers.processing_utils import ProcessorMixin
 
 from ..image_processing import PromptPARImageProcessor
 from ..sentences import resolve_sentences
+from ..fileio import read_json_object
 from . import loading
 from ..saved_files import CONFIG_FILE, PREPROCESSOR_FILE, PROCESSOR_FILE, PROCESSOR_FILES
 
 __all__ = ["PromptPARProcessor", "sentence_token_ids"]
 
 STAGING_NAME = "promptpar-processor-save"
-MAX_JSON_BYTES = 32 * 2**20
 #: Arguments that ``pipeline()`` and ``AutoProcessor`` pass to every component they load;
 #: they concern the model, not the processor.
 MODEL_LOADING_ARGUMENTS = {"trust_remote_code", "dtype", "torch_dtype", "device_map", "attn_implementation",
                            "low_cpu_mem_usage", "use_safetensors", "code_revision", "fusion_name_or_path",
-                           "force_download", "proxies", "use_fast"}
+                           "use_fast"}
+#: Download arguments the processor honours for every file it fetches.
+DOWNLOAD_ARGUMENTS = ("force_download", "proxies")
 
 
 def sentence_token_ids(tokenizer, sentences) -> list[list[int]]:
@@ -51,17 +53,6 @@ def sentence_token_ids(tokenizer, sentences) -> list[list[int]]:
     ``PromptPARConfig.sentence_token_ids`` records."""
     encoded = tokenizer(list(sentences), padding=False, truncation=False)["input_ids"]
     return [[int(i) for i in ids] for ids in encoded]
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    """A JSON object file, read leniently (None when it is not one)."""
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            return None
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _locate(source: str, name: str, located: dict[str, Any]) -> Optional[Path]:
@@ -85,14 +76,15 @@ class _Sources:
 
     @classmethod
     def find(cls, name_or_path, subfolder: str, revision: Optional[str], cache_dir: Optional[str],
-             token: Union[None, bool, str], local_files_only: bool, clip_name_or_path: Optional[str]) -> "_Sources":
+             token: Union[None, bool, str], local_files_only: bool, clip_name_or_path: Optional[str],
+             download: Optional[dict[str, Any]] = None) -> "_Sources":
         source = str(name_or_path)
-        hub = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        hub = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only, **(download or {}))
         located = dict(hub, revision=revision, subfolder=subfolder or "")
         config, model_dir, model_type = None, None, None
         path = _locate(source, CONFIG_FILE, located)
         if path is not None:
-            raw = _read_json(path)
+            raw = read_json_object(path)
             model_type = raw.get("model_type") if raw is not None else None
             if raw is None or model_type == "prompt_par":  # a broken config.json is named by read_config
                 from .serialization import read_config
@@ -146,9 +138,14 @@ class PromptPARProcessor(ProcessorMixin):
                  **kwargs: Any) -> BatchFeature:
         """``pixel_values`` of ``images`` (see :class:`PromptPARImageProcessor`) and / or the
         tokenizer's ``input_ids`` and ``attention_mask`` of ``text`` (padded to the longest;
-        ``kwargs`` go to the tokenizer)."""
+        ``kwargs`` go to the tokenizer). The image settings are the image processor's own and
+        are not changed per call: an image setting given here is an error, never ignored."""
         if images is None and text is None:
             raise ValueError("Give images, text or both.")
+        image_settings = sorted(set(kwargs) & set(inspect.signature(type(self.image_processor).__init__).parameters))
+        if image_settings:
+            raise TypeError(f"{', '.join(image_settings)}: image settings are not changed per call; set them on "
+                            "processor.image_processor (or save the processor with them).")
         data: dict[str, Any] = {}
         if text is not None:
             data.update(self.tokenizer(text, padding=kwargs.pop("padding", True), return_tensors=return_tensors,
@@ -219,13 +216,14 @@ class PromptPARProcessor(ProcessorMixin):
         ``config.json`` names. The folder's ``config.json``, when it is a PromptPAR one,
         is checked against the processor: ValueError naming the problem and the fix.
         """
+        download = {key: kwargs.pop(key) for key in DOWNLOAD_ARGUMENTS if kwargs.get(key)}
         for key in list(kwargs):  # passed along by AutoProcessor and pipeline(); not the processor's business
-            if key.startswith("_") or key in MODEL_LOADING_ARGUMENTS:
+            if key.startswith("_") or key in MODEL_LOADING_ARGUMENTS or key in DOWNLOAD_ARGUMENTS:
                 kwargs.pop(key)
         if kwargs:
             raise TypeError(f"PromptPARProcessor.from_pretrained got unexpected arguments: {sorted(kwargs)}")
         where = _Sources.find(pretrained_model_name_or_path, subfolder, revision, cache_dir, token, local_files_only,
-                              clip_name_or_path)
+                              clip_name_or_path, download)
         tokenizer, in_folder = cls._load_tokenizer(where)
         image_processor, image_source, fix_in = cls._load_image_processor(where)
         processor = cls(image_processor=image_processor, tokenizer=tokenizer)
@@ -289,7 +287,7 @@ class PromptPARProcessor(ProcessorMixin):
         except OSError:
             settings = None
         if settings is not None and settings.get("image_processor_type") == PromptPARImageProcessor.__name__:
-            nested = where.has(PROCESSOR_FILE) and "image_processor" in (_read_json(where.path(PROCESSOR_FILE)) or {})
+            nested = where.has(PROCESSOR_FILE) and "image_processor" in (read_json_object(where.path(PROCESSOR_FILE)) or {})
             name = PROCESSOR_FILE if nested else PREPROCESSOR_FILE
             try:
                 return PromptPARImageProcessor.from_dict(settings), f"{name} of {source}", name

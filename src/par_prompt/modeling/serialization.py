@@ -51,7 +51,14 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 from transformers import CLIPModel
 
-from ..fileio import publish_files, read_safetensors, read_safetensors_header, staging_directory
+from ..fileio import (
+    MAX_JSON_BYTES,
+    publish_files,
+    read_json_object,
+    read_safetensors,
+    read_safetensors_header,
+    staging_directory,
+)
 from ..sentences import resolve_sentences
 from ..tuner.layer import RegionPromptLayer
 from . import loading
@@ -64,12 +71,14 @@ from ..saved_files import (
     FUSION_LAYERS_PREFIX,
     HEAD_FILE,
     MODEL_FILES,
+    PREPROCESSOR_FILE,
     PROCESSOR_FILE,
+    PROCESSOR_FILES,
 )
 
 SAVE_ID_KEY = "promptpar_save_id"  # in the metadata of every tensor file
 STAGING_NAME = "promptpar-save"
-MAX_CONFIG_BYTES = 32 * 2**20
+MAX_CONFIG_BYTES = MAX_JSON_BYTES
 CLIP_AUTO_MAPPING = {"base_model_class": "CLIPModel", "parent_library": "transformers.models.clip.modeling_clip"}
 
 
@@ -158,31 +167,29 @@ def _folder_save_id(model_dir: Path) -> tuple[bool, Optional[str]]:
     path = model_dir / CONFIG_FILE
     if not path.is_file():
         return False, None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= MAX_CONFIG_BYTES else {}
-    except (OSError, ValueError):
-        value = {}
-    return True, value.get("save_id") if isinstance(value, dict) else None
-
-
-def _read_json_object(path: Path) -> Optional[dict]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= MAX_CONFIG_BYTES else None
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+    return True, (read_json_object(path, MAX_CONFIG_BYTES) or {}).get("save_id")
 
 
 def _holds_promptpar_model(directory: Path) -> bool:
-    """Whether ``directory`` holds a PromptPAR model or processor, or the files of an
-    interrupted save of one."""
-    processor = directory / PROCESSOR_FILE
-    if processor.is_file() and (_read_json_object(processor) or {}).get("processor_class") == "PromptPARProcessor":
-        return True
+    """Whether ``directory`` holds a PromptPAR model (config.json of model_type
+    'prompt_par'), or the files of an interrupted save of one (config.json is written last)."""
     path = directory / CONFIG_FILE
     if not path.exists():
         return (directory / HEAD_FILE).is_file()
-    return (_read_json_object(path) or {}).get("model_type") == "prompt_par"
+    return (read_json_object(path) or {}).get("model_type") == "prompt_par"
+
+
+def _holds_promptpar_processor(directory: Path) -> bool:
+    """Whether ``directory`` holds a PromptPAR processor: its processor_config.json, the
+    image processor file of an older PromptPAR save, or, in a PromptPAR model folder with
+    neither file, the tokenizer files of an interrupted processor save (processor_config.json
+    is written last). Files of other processors and tokenizers are never taken for ours."""
+    processor, image_processor = directory / PROCESSOR_FILE, directory / PREPROCESSOR_FILE
+    if processor.exists():
+        return (read_json_object(processor) or {}).get("processor_class") == "PromptPARProcessor"
+    if image_processor.exists():
+        return (read_json_object(image_processor) or {}).get("image_processor_type") == "PromptPARImageProcessor"
+    return (directory / CONFIG_FILE).is_file() and _holds_promptpar_model(directory)
 
 
 def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) -> None:
@@ -208,10 +215,12 @@ def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) ->
 def publish_saved_files(staging: Path, directory: Path, written: list[str], owned: tuple[str, ...],
                         last: Optional[str] = None) -> None:
     """Move the files of one save from ``staging`` into ``directory``, each atomically,
-    ``last`` last. A directory that does not hold a PromptPAR model is never overwritten
-    (FileExistsError); in one that does, the files of ``owned`` that this save did not
-    write are removed (left there, they would load with the new files)."""
-    ours = _holds_promptpar_model(directory)
+    ``last`` last. ``owned`` says what is saved: MODEL_FILES or PROCESSOR_FILES. Files in a
+    directory that does not already hold one of that kind (a PromptPAR model, a PromptPAR
+    processor) are never overwritten (FileExistsError); in one that does, the files of
+    ``owned`` that this save did not write are removed (left there, they would load with
+    the new files)."""
+    ours = _holds_promptpar_processor(directory) if owned == PROCESSOR_FILES else _holds_promptpar_model(directory)
     _check_overwrites(directory, written, ours)
     publish_files(staging, directory, [name for name in written if name != last])
     if ours:
@@ -449,7 +458,7 @@ class PromptPARSerializationMixin:
         config.sentences = resolve_sentences(config.attributes, config.sentences, config.dataset)
         config.clip_name_or_path = loading.resolve_reference(config.clip_name_or_path, model_dir)
         config.fusion_name_or_path = loading.resolve_reference(config.fusion_name_or_path, model_dir)
-        base_kwargs = dict(hub)
+        base_kwargs = dict(hub, **hub_extra)  # force_download and proxies apply to the bases too
         if attn_implementation is not None:
             base_kwargs["attn_implementation"] = attn_implementation
 
@@ -490,10 +499,12 @@ class PromptPARSerializationMixin:
     def _tokenize_legacy(config, model_dir: Path, clip_override: Optional[str], hub: dict) -> None:
         """``config.sentence_token_ids`` of a model saved before they were recorded: the
         sentences tokenized by the tokenizer saved with it, else its CLIP base's."""
-        from .processing_promptpar import PromptPARProcessor
+        from .processing_promptpar import PromptPARProcessor, sentence_token_ids
 
-        processor = PromptPARProcessor.from_pretrained(model_dir, clip_name_or_path=clip_override, **hub)
-        config.sentence_token_ids = processor.sentence_token_ids(config.sentences)
+        # the tokenizer alone: the image processor plays no part in the ids (and a broken one
+        # must not keep the model from loading)
+        tokenizer = PromptPARProcessor.load_tokenizer(model_dir, clip_name_or_path=clip_override, **hub)
+        config.sentence_token_ids = sentence_token_ids(tokenizer, config.sentences)
         config.check()
 
     @staticmethod

@@ -261,6 +261,11 @@ def load_official_checkpoint(
     """
     if not Path(path).is_file():
         raise OfficialCheckpointError(f"{path} is not a file; give the path of the official checkpoint (.pth).")
+    if clip_tokenizer is None:
+        raise OfficialCheckpointError(
+            "clip_tokenizer is needed (the CLIP tokenizer the checkpoint was trained with): give a Hub id, a folder, "
+            f"the official bpe_simple_vocab_16e6.txt.gz or a tokenizer; the default is {DEFAULT_CLIP_TOKENIZER!r}."
+        )
     # The tokenizer next: it is quick to load, and a wrong --clip-tokenizer should not wait for a 1.7 GB read.
     tokenizer = load_clip_tokenizer(clip_tokenizer) if isinstance(clip_tokenizer, (str, Path)) else clip_tokenizer
     checkpoint = read_checkpoint(path)
