@@ -49,3 +49,35 @@ def test_unexpected_bad_input_becomes_one_line_and_exit_2(capsys, monkeypatch):
 
 def test_key_errors_read_as_missing_keys():
     assert cli.one_line(KeyError("labels")) == "missing key 'labels'"
+
+
+@pytest.mark.parametrize("argv,command", [
+    (["convert", "csv"], "convert"),
+    (["evaluate", "--model", "m", "--dataset", "d", "--batch-size", "abc"], "evaluate"),
+    (["export", "onnx", "--model", "m"], "export onnx"),
+    (["predict", "--model", "m", "--top-k", "-1", "a.jpg"], "predict"),
+    (["train", "--epochs", "zero"], "train"),
+    ([], ""),
+])
+def test_usage_errors_of_every_command_are_one_line(capsys, argv, command):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    prefix = f"par-prompt {command}: error: " if command else "par-prompt: error: "
+    assert err.startswith(prefix) and err.endswith("(see --help)\n") and err.count("\n") == 1, err
+
+
+def test_python_warnings_of_a_command_are_one_line(capsys, monkeypatch):
+    import warnings
+
+    def warns(args):
+        warnings.warn("sentences were made\nfrom a template", UserWarning)
+        return 0
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        sub.set_defaults(func=warns)
+    assert cli.main(["predict", "--model", "x", "img.jpg"]) == 0
+    assert capsys.readouterr().err == "par-prompt predict: warning: sentences were made from a template\n"

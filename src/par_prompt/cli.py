@@ -21,6 +21,7 @@ import importlib
 import os
 import pickle
 import sys
+import warnings
 from typing import Optional, Sequence
 
 SUBCOMMAND_MODULES = (
@@ -91,14 +92,25 @@ def _version() -> str:
         return __version__
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``par-prompt COMMAND: error:
+    ... (see --help)``) with exit code 2, not argparse's usage block; the subcommands'
+    parsers (``convert csv``, ``export onnx``, ...) are made of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog[len("par-prompt"):].strip() if self.prog.startswith("par-prompt") else self.prog
+        report_error(command, f"{message} (see --help)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="par-prompt",
         description="PromptPAR pedestrian attribute recognition: data, training, evaluation and inference. "
         "Flags may be written with dashes or underscores.",
     )
     parser.add_argument("--version", action="version", version=f"par-prompt {_version()}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
@@ -108,7 +120,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = normalize_flags(sys.argv[1:] if argv is None else [str(a) for a in argv])
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # Python warnings (the package's own, e.g. sentences made from a template) as one
+            # line each, like every other message of the command line
+            warnings.showwarning = lambda message, *rest, **kw: report_warning(args.command, message)
+            return int(args.func(args) or 0)
     except BAD_INPUT_ERRORS as error:
         if os.environ.get("PAR_PROMPT_DEBUG", "").strip() not in ("", "0"):
             raise

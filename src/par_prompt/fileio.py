@@ -220,12 +220,15 @@ def _write_atomic(path: PathLike, mode: str, content: Union[str, bytes]) -> Path
     return Path(path)
 
 
-def check_output_file(path: PathLike, what: str = "the output file") -> Path:
+def check_output_file(path: PathLike, what: str = "the output file", suffix: Optional[str] = None) -> Path:
     """``path`` if a file can be written there now, else ``ValueError`` naming the problem
     and the fix: the path is a directory or another non-regular file (a FIFO, a device),
     its folder is missing or not a folder, or the folder is not writable (tested by
     creating and removing a hidden file, so read-only mounts are caught too). Nothing is
-    left behind. Call it before long work, so that its result is not lost at the end."""
+    left behind. Call it before long work, so that its result is not lost at the end.
+
+    ``suffix`` (e.g. ``".png"``): the name must end in it, so that a slip cannot replace
+    some other file (a photo, an earlier JSON output) with a file of another kind."""
     path = Path(path)
     folder = path.parent
     if path.is_dir():
@@ -233,6 +236,8 @@ def check_output_file(path: PathLike, what: str = "the output file") -> Path:
     if path.exists() and not path.is_file():
         raise ValueError(f"{what} {path} exists and is not a regular file (a device or a pipe); "
                          "give the path of a regular file")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise ValueError(f"{what} must end in {suffix}, got {path}; e.g. {path.with_suffix(suffix)}")
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise ValueError(f"the folder of {what} ({folder}) {problem}; create it first or choose another path")
@@ -246,6 +251,22 @@ def check_output_file(path: PathLike, what: str = "the output file") -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{what} {path} is read-only; make it writable or choose another path")
     return path
+
+
+def check_outside(path: PathLike, sources: dict[str, Any], option: str) -> None:
+    """``ValueError`` when the output ``path`` is, or lies inside, one of the local
+    ``sources`` (``{"--model": path_or_hub_id, ...}``; names that are not existing paths,
+    e.g. Hub ids, are skipped): writing there would change what is being read (a model's
+    config.json, a data set's files)."""
+    target = os.path.realpath(path)
+    for name, source in sources.items():
+        if source is None or not os.path.exists(source):
+            continue
+        real = os.path.realpath(source)
+        if target == real or target.startswith(real.rstrip(os.sep) + os.sep):
+            relation = "is" if target == real else "lies inside"
+            raise ValueError(f"{option} {path} {relation} {name} {source}; writing there would change it. "
+                             "Choose an output path outside it")
 
 
 #: The most bytes a JSON file of a model folder may have to be read (config.json and the

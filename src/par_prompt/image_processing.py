@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
@@ -30,6 +30,7 @@ from .data.transforms import (
     DEFAULT_SIZE,
     ImageDecodeError,
     decode_image,
+    decode_size_hint,
     fit_to_square,
     normalize,
 )
@@ -130,16 +131,18 @@ def check_settings(
     }
 
 
-def array_to_pil(value: Any, index: int):
+def array_to_pil(value: Any, index: Optional[int]):
     """A numpy array (H×W or H×W×C, C in 1, 3, 4; uint8 or float in 0..1) or a torch tensor
     (C×H×W) as a PIL image; ``ValueError`` naming ``index`` for anything else."""
     import torch
     from PIL import Image
 
+    which = f"image {index}" if index is not None else "the image"
+
     if isinstance(value, torch.Tensor):
         if value.ndim != 3 or value.shape[0] not in (1, 3, 4):
             raise ValueError(
-                f"image {index}: a tensor must be C×H×W with C in (1, 3, 4), "
+                f"{which}: a tensor must be C×H×W with C in (1, 3, 4), "
                 f"got shape {tuple(value.shape)}"
             )
         value = value.detach().cpu().permute(1, 2, 0).numpy()
@@ -149,20 +152,20 @@ def array_to_pil(value: Any, index: int):
             array = array[:, :, 0]
         if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
             raise ValueError(
-                f"image {index}: an array must be H×W or H×W×C with C in (1, 3, 4), "
+                f"{which}: an array must be H×W or H×W×C with C in (1, 3, 4), "
                 f"got shape {value.shape}"
             )
         if min(array.shape[:2]) < 1:
-            raise ValueError(f"image {index}: empty image of shape {value.shape}")
+            raise ValueError(f"{which}: empty image of shape {value.shape}")
         if np.issubdtype(array.dtype, np.floating):
             if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-                raise ValueError(f"image {index}: float pixels must lie in 0..1")
+                raise ValueError(f"{which}: float pixels must lie in 0..1")
             array = np.rint(array * 255.0).astype(np.uint8)
         elif array.dtype != np.uint8:
-            raise ValueError(f"image {index}: pixels must be uint8 or float in 0..1, got {array.dtype}")
+            raise ValueError(f"{which}: pixels must be uint8 or float in 0..1, got {array.dtype}")
         mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
         return Image.fromarray(np.ascontiguousarray(array), mode=mode)
-    raise ValueError(f"image {index}: unsupported input type {type(value).__name__}")
+    raise ValueError(f"{which}: unsupported input type {type(value).__name__}")
 
 
 class PromptPARImageProcessor(BaseImageProcessor):
@@ -238,12 +241,13 @@ class PromptPARImageProcessor(BaseImageProcessor):
     def _to_pil(self, value: Any, index: int):
         """One input as a decoded PIL image (ValueError naming ``index`` otherwise).
 
-        Files are decoded with ``size_hint=self.size``, so a huge JPEG is decoded at a
-        reduced scale instead of at full size."""
+        Files are decoded with ``size_hint=self.size`` when the image is padded, so a huge
+        JPEG is decoded at a reduced scale instead of at full size (see
+        :func:`~par_prompt.data.transforms.decode_size_hint`)."""
         from PIL import Image
 
         if isinstance(value, (Image.Image, str, Path, bytes, bytearray, dict)):
-            return decode_image(value, index, size_hint=self.size if self.do_pad else None)
+            return decode_image(value, index, size_hint=decode_size_hint(self))
         return array_to_pil(value, index)
 
     # ------------------------------------------------------------------- processing

@@ -115,6 +115,7 @@ def test_csv_sentences_file(tmp_path):
         ("image,Hat,Bag\na.jpg,1,0\nb.jpg,3,0\n", "line 3, column 'Hat': '3'"),
         ("image,Hat,Bag\na.jpg,1,0\nb.jpg,0\n", "line 3: 2 cells, the header has 3"),
         ("image,Hat,Bag\na.jpg,1,0\na.jpg,0,0\n", "line 3: image 'a.jpg' is listed again (first on line 2)"),
+        ("image,Hat,Bag\na.jpg,1,0\n./a.jpg,0,1\n", "line 3: image './a.jpg' is listed again (first on line 2)"),
         ("image,Hat,Bag\n,1,0\n", "line 2, column 'image': the image name is empty"),
         ("name,Hat\na.jpg,1\n", "no 'image' column"),
         ("image,Hat,Hat\na.jpg,1,0\n", "names 'Hat' twice"),

@@ -184,6 +184,17 @@ def test_folder_without_promptpar_config(data_dir, tmp_path, capsys):
     assert "'bert'" in _error(capsys)
 
 
+@pytest.mark.parametrize("option", ["--output", "--save-calibrated"])
+def test_results_are_never_written_into_the_model_or_the_data(model_dir, data_dir, capsys, option):
+    for folder, name in ((model_dir, "--model"), (data_dir, "--dataset")):
+        before = sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+        target = folder / "config.json" if option == "--output" else folder
+        extra = ["--calibrate"] if option == "--save-calibrated" else []
+        assert evaluate("--model", model_dir, "--dataset", data_dir, option, target, *extra) == 2
+        assert f"{name} {folder}" in (message := _error(capsys)) and "writing there would change it" in message
+        assert sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+
+
 def test_unknown_split_lists_the_available_ones(model_dir, data_dir, capsys):
     assert evaluate("--model", model_dir, "--dataset", data_dir, "--split", "dev") == 2
     assert "'dev'" in (message := _error(capsys)) and "train, validation, test" in message

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +114,12 @@ def read_csv_table(src: Path, partition: int = 0, images: Path | None = None, se
             name = row[image_column].strip()
             if not name:
                 raise ParDataError(f"{src}, line {line}, column {IMAGE_COLUMN!r}: the image name is empty")
-            if name in first_line:
+            key = os.path.normpath(name)  # ./img/0.png and img/0.png name one file
+            if key in first_line:
                 raise ParDataError(
-                    f"{src}, line {line}: image {name!r} is listed again (first on line {first_line[name]})"
+                    f"{src}, line {line}: image {name!r} is listed again (first on line {first_line[key]})"
                 )
-            first_line[name] = line
+            first_line[key] = line
             values = []
             for column, attribute in attributes:
                 cell = row[column].strip()

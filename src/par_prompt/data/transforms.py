@@ -270,6 +270,16 @@ def _open(value: Any, index: int | None, size_hint: int | None) -> tuple[Image.I
     return image, name
 
 
+def decode_size_hint(processor: Any) -> int | None:
+    """The ``size_hint`` of :func:`decode_image` for images that ``processor`` (an image
+    processor or an :class:`ImageTransform`) will resize: its side when it pads to a square
+    (shrinking first changes nothing then), None when it stretches (``do_pad=False``,
+    e.g. an imported official model), where only the full image gives the same result as
+    the stretch of the original."""
+    size = getattr(processor, "size", None)
+    return size if size and getattr(processor, "do_pad", True) else None
+
+
 def decode_image(
     value: Any, index: int | None = None, size_hint: int | None = None, *, orient: bool = True
 ) -> Image.Image:
@@ -430,7 +440,7 @@ class ImageTransform:
         arrays, kept = [], []
         for i, value in enumerate(images):
             try:
-                image = decode_image(value, i, size_hint=self.size if self.do_pad else None)
+                image = decode_image(value, i, size_hint=decode_size_hint(self))
             except ImageDecodeError as error:
                 if not self.skip_corrupt:
                     raise

@@ -101,11 +101,14 @@ def _check_destinations(args: argparse.Namespace) -> None:
     """``ValueError`` unless ``--output`` and ``--save-calibrated`` can be written now."""
     from pathlib import Path
 
-    from ..fileio import check_output_file
+    from ..fileio import check_outside, check_output_file
 
+    read = {"--model": args.model, "--dataset": args.dataset}
     if args.output is not None:
         check_output_file(args.output, "--output")
+        check_outside(args.output, read, "--output")
     if args.save_calibrated is not None:
+        check_outside(args.save_calibrated, read, "--save-calibrated")
         directory = Path(args.save_calibrated)
         if directory.exists() and not directory.is_dir():
             raise ValueError(f"--save-calibrated {directory} exists and is not a directory; give a directory")

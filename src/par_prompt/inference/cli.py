@@ -1,9 +1,9 @@
 """The ``par-prompt predict`` and ``par-prompt visualize`` subcommands.
 
 ``register(subparsers)`` adds both to the main parser (``par_prompt.cli``). Exit codes:
-0 when every image was processed, 1 when some input image could not be read (each such
-error is reported on stderr and the other images are still processed), 2 when nothing
-could run: a bad option or input list (:mod:`par_prompt.inference.inputs`), an output
+0 when every image was processed, 1 when some input images of ``predict`` could not be
+read (each such error is reported on stderr and the other images are still processed),
+2 when nothing could run (``visualize``'s one image included): a bad option or input list (:mod:`par_prompt.inference.inputs`), an output
 that cannot be written (checked before the model is loaded), a device that is not
 there, a model that does not load or whose image processor does not fit it, or a model
 that returns NaN. Output files are written atomically: an interrupted or failed run
@@ -258,15 +258,18 @@ def write_predictions(command: str, results: Iterable[Any], sources: list[str], 
 def prepare_predict(args: argparse.Namespace, command: str = "predict") -> Optional[tuple[list[str], str]]:
     """The checks of ``predict`` that need no model, done first: (image paths, output
     format), or None after reporting the problem (device, inputs, output path, format)."""
-    from ..fileio import check_output_file
+    from ..fileio import check_outside, check_output_file
     from .inputs import expand_inputs
     from .writers import output_format
 
     try:
         if not getattr(args, "onnx", None):  # ONNX Runtime checks its own providers (load_predictor)
             resolve_device(args.device)
+        elif args.revision is not None:
+            raise ValueError("--revision names a Hub revision of --model; an --onnx file has none: drop --revision")
         if args.output is not None:
             check_output_file(args.output, "--output")
+            check_outside(args.output, {"--model": args.model, "--onnx": getattr(args, "onnx", None)}, "--output")
         fmt = output_format(args.output, args.format)
         images = expand_inputs(args.images, recursive=args.recursive)
         if args.output is not None:
@@ -309,14 +312,15 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_visualize(args: argparse.Namespace) -> int:
     """Run ``visualize``: write the PNG (atomically), print what was predicted."""
-    from ..fileio import atomic_open, check_output_file
+    from ..fileio import atomic_open, check_outside, check_output_file
     from .predict import ImageInputError, NonFiniteOutputError
     from .visualize import attention_maps, check_figure, drawing_warnings, render
 
     try:
         resolve_device(args.device)
-        check_output_file(args.out, "--out")
+        check_output_file(args.out, "--out", suffix=".png")  # never replaces a photo or a JSON output
         check_not_an_input(args.out, [args.image], "--out")
+        check_outside(args.out, {"--model": args.model}, "--out")
     except ValueError as error:
         return report_error("visualize", error)
     predictor = load_predictor(args, "visualize")
@@ -335,10 +339,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     try:
         maps = attention_maps(model, args.image, threshold=args.threshold, model_name=args.model,
                               processor=predictor.processor)
-    except ImageInputError as error:
-        _error("visualize", error)
-        return 1
-    except NonFiniteOutputError as error:
+    except (ImageInputError, NonFiniteOutputError) as error:  # its one image: the whole run failed on bad input
         return report_error("visualize", error)
     picture = render(maps, top_k=args.top_k, panel=args.panel)
     try:

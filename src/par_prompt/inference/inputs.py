@@ -86,7 +86,7 @@ def read_list_file(list_path: Path) -> list[str]:
         raise InputListError(f"the list file @{list_path} is not a regular file; give a text file with one "
                              "image path per line")
     try:
-        text = list_path.read_text(encoding="utf-8")
+        text = list_path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not a path
     except UnicodeDecodeError:
         raise InputListError(f"the list file @{list_path} is not UTF-8 text; give a text file with one image "
                              "path per line") from None

@@ -81,6 +81,13 @@ class PedestrianAttributeRecognitionPipeline(Pipeline):
         check_image_processor(model, kwargs.get("image_processor") or processor)  # before any image is read
         super().__init__(model, *args, **kwargs)
 
+    def __call__(self, inputs: Any = None, **kwargs: Any):
+        """One result dict per image (a list for a list of images); an empty list gives []."""
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            self._sanitize_parameters(**kwargs)  # bad options are still refused
+            return []
+        return super().__call__(inputs, **kwargs)
+
     def _sanitize_parameters(self, threshold: Any = None, top_k: Any = None, timeout: Any = None, **kwargs: Any):
         if kwargs:
             raise TypeError(f"{TASK} pipeline got unexpected arguments: {sorted(kwargs)}")
@@ -103,7 +110,8 @@ class PedestrianAttributeRecognitionPipeline(Pipeline):
 
     def preprocess(self, image: Any, timeout: Optional[float] = None) -> dict[str, Any]:
         processor = check_image_processor(self.model, self.image_processor)  # its settings may have changed
-        pixel_values = preprocess_image(processor, image, 0, timeout=timeout).unsqueeze(0)
+        # one image at a time, without its position in the caller's list: errors name its source only
+        pixel_values = preprocess_image(processor, image, None, timeout=timeout).unsqueeze(0)
         return {"pixel_values": pixel_values, "source": [describe_source(image)]}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ import re
 import numpy as np
 import torch
 
-from ..data.transforms import ImageDecodeError, decode_image
+from ..data.transforms import ImageDecodeError, decode_image, decode_size_hint
 from ..thresholds import Threshold, resolve_threshold
 
 #: Smallest accepted width and height of an input image, in pixels.
@@ -70,11 +70,12 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
 class ImageInputError(ValueError):
     """One input image could not be used; names its position and, when known, its file."""
 
-    def __init__(self, index: int, source: Optional[str], reason: str) -> None:
+    def __init__(self, index: Optional[int], source: Optional[str], reason: str) -> None:
         self.index = index
         self.source = source
         self.reason = reason
-        where = f"input {index}" + (f" ({source})" if source else "")
+        # index None: the caller does not know the position (a pipeline sees one image at a time)
+        where = (f"input {index}" if index is not None else "an input image") + (f" ({source})" if source else "")
         super().__init__(f"{where}: {reason}")
 
 
@@ -265,7 +266,7 @@ def _load_encoded(value: str, kind: str, timeout: float):
 def preprocess_image(processor, value: Any, index: int, timeout: Optional[float] = None) -> torch.Tensor:
     """Load and preprocess one input: ``(3, S, S)`` float32. The decoded image is dropped
     as soon as it is resized, so only the tensor outlives the call."""
-    image = load_image(value, index, size_hint=getattr(processor, "size", None), timeout=timeout)
+    image = load_image(value, index, size_hint=decode_size_hint(processor), timeout=timeout)
     return _process_one(processor, image, index, describe_source(value))
 
 

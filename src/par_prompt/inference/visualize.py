@@ -51,7 +51,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..data.transforms import to_rgb
+from ..data.transforms import decode_size_hint, to_rgb
 from ..thresholds import Threshold
 from ..tuner.layout import region_layout
 from .predict import (
@@ -294,7 +294,7 @@ def attention_maps(model, image: Any, threshold: Union[None, float, Sequence[flo
     config = model.config
     processor = image_processor_of(model, processor)
     thresholds, shown = resolve_thresholds(config, threshold)
-    picture = load_image(image, 0, size_hint=getattr(processor, "size", None))
+    picture = load_image(image, 0, size_hint=decode_size_hint(processor))
     # Exactly the input predict() builds: the loaded image through the processor.
     pixel_values = processor(picture, return_tensors="pt")["pixel_values"]
     box = content_box(*picture.size, pad=bool(getattr(processor, "do_pad", True)))

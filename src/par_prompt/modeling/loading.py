@@ -52,6 +52,16 @@ def _check_subfolder(subfolder: str) -> str:
     return "/".join(parts)
 
 
+def check_not_a_missing_path(name: str) -> None:
+    """FileNotFoundError when ``name`` is written as a local path (``./m``, ``/abs``, ``~/m``,
+    ``a/b/c``, a Windows separator) that does not exist: it cannot be a Hub repository id
+    (``org/name``), so the Hub is not asked and the message says what is missing."""
+    if Path(name).exists():
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "") or "\\" in name:
+        raise FileNotFoundError(f"There is no directory {name}, and it is not a Hub repository id.")
+
+
 def resolve_model_dir(
     name_or_path: Union[str, os.PathLike],
     revision: Optional[str] = None,
@@ -72,8 +82,7 @@ def resolve_model_dir(
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; a PromptPAR model is a directory (or a Hub repository id).")
     name = str(name_or_path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", ""):
-        raise FileNotFoundError(f"There is no directory {name}, and it is not a Hub repository id.")
+    check_not_a_missing_path(name)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 

@@ -79,6 +79,7 @@ class _Sources:
              token: Union[None, bool, str], local_files_only: bool, clip_name_or_path: Optional[str],
              download: Optional[dict[str, Any]] = None) -> "_Sources":
         source = str(name_or_path)
+        loading.check_not_a_missing_path(source)
         hub = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only, **(download or {}))
         located = dict(hub, revision=revision, subfolder=subfolder or "")
         config, model_dir, model_type = None, None, None

@@ -338,7 +338,7 @@ def read_attribute_file(path: Union[str, Path]) -> tuple[list[str], list[str]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     except UnicodeDecodeError as error:
         raise OfficialCheckpointError(f"attribute file {path} is not UTF-8 text ({error}).") from error
     except OSError as error:

@@ -67,10 +67,7 @@ def check_onnx_path(path: Union[str, os.PathLike]) -> Path:
     cannot overwrite some other file) and its folder exists and is writable."""
     from ..fileio import check_output_file
 
-    path = check_output_file(Path(path), "the ONNX file")
-    if path.suffix.lower() != ".onnx":
-        raise ValueError(f"the ONNX file name must end in .onnx, got {path}; e.g. {path.with_suffix('.onnx')}")
-    return path
+    return check_output_file(Path(path), "the ONNX file", suffix=".onnx")
 
 
 def _check_model(model, processor):

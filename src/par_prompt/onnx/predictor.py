@@ -27,12 +27,20 @@ from .graph import INPUT_NAME, OUTPUT_NAMES
 PURPOSE = "running ONNX models"
 
 
-def providers_for_device(device: Optional[str]) -> list[str]:
-    """ONNX Runtime execution providers for a torch-style device name: ``cuda`` (or
-    ``cuda:N``) -> CUDA then CPU, anything else (``cpu``, None) -> CPU."""
-    if device is not None and str(device).startswith("cuda"):
+def providers_for_device(device: Optional[str]) -> list:
+    """ONNX Runtime execution providers for a torch-style device name: ``cpu`` or None ->
+    the CPU; ``cuda`` -> CUDA (GPU 0) then the CPU; ``cuda:N`` -> CUDA on GPU N then the
+    CPU. Any other name is a ValueError: ONNX Runtime is not asked to guess."""
+    name = "cpu" if device is None else str(device).strip().lower()
+    if name == "cpu":
+        return ["CPUExecutionProvider"]
+    if name == "cuda":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    index = name[len("cuda:"):] if name.startswith("cuda:") else ""
+    if index.isdigit():
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    raise ValueError(f"--device {device}: an ONNX model runs on cpu, cuda or cuda:N (ONNX Runtime's providers); "
+                     "give one of those")
 
 
 def create_session(model: Union[bytes, str, os.PathLike], providers: Optional[Sequence[str]] = None,
@@ -54,7 +62,8 @@ def create_session(model: Union[bytes, str, os.PathLike], providers: Optional[Se
         options.intra_op_num_threads = threads
     providers = list(providers) if providers is not None else providers_for_device(None)
     available = ort.get_available_providers()
-    unavailable = [name for name in providers if name not in available]
+    names = [provider[0] if isinstance(provider, tuple) else provider for provider in providers]
+    unavailable = [name for name in names if name not in available]
     if unavailable:
         raise ValueError(
             f"ONNX Runtime here has no {', '.join(unavailable)} (available: {', '.join(available)}); install the "
