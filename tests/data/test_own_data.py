@@ -329,9 +329,15 @@ def test_readme_own_data_section_runs_end_to_end(tmp_path, monkeypatch):
     words = {w for s in data.sentences for w in re.findall(r"[a-z]+", s.lower())}
     tiny = write_tiny_backbones(tmp_path / "backbones", image_size=32, patch_size=8, vision_layers=1, text_layers=1,
                                 fusion_width=32, extra_words=sorted(words))
-    argv = train_argv[1:] + ["--clip", str(tiny.clip), "--fusion", str(tiny.vit), "--prompts-per-group", "1",
-                             "--text-prompts", "1", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2",
-                             "--eval-batch-size", "4", "--num-workers", "0", "--report-to", "jsonl"]
+    ours = {"--clip": str(tiny.clip), "--fusion": str(tiny.vit), "--prompts-per-group": "1", "--text-prompts": "1",
+            "--epochs": "1", "--warmup-epochs": "0", "--batch-size": "2", "--eval-batch-size": "4",
+            "--num-workers": "0", "--report-to": "jsonl"}
+    argv = list(train_argv[1:])
+    for option, value in ours.items():  # replace the README's value (an option may be given only once)
+        if option in argv:
+            argv[argv.index(option) + 1] = value
+        else:
+            argv += [option, value]
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     try:

@@ -85,7 +85,7 @@ def test_visualize_writes_the_png(capsys, model_dir, image_files, tmp_path):
 
 def test_visualize_errors(capsys, model_dir, image_files, tmp_path):
     code, _, err = run(capsys, "visualize", "--model", model_dir, image_files["corrupt"], "--out", tmp_path / "x.png")
-    assert code == 1 and "cannot decode" in err and not (tmp_path / "x.png").exists()
+    assert code == 2 and "cannot decode" in err and not (tmp_path / "x.png").exists()
     code, _, err = run(capsys, "visualize", "--model", model_dir, image_files["rgb"], "--out", tmp_path / "no" / "x.png")
     assert code == 2 and "does not exist" in err
 
