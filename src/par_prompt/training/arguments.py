@@ -143,11 +143,14 @@ class TrainingArguments:
 
     output_dir: Optional[str] = field(default=None, metadata={"help": (
         "Output directory: checkpoints/, best/ (the exported adapter), metrics.json, logs/.")})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Start afresh even if the output directory holds checkpoints of an earlier run (they are removed)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": (
+        "Start afresh even if the output directory holds an earlier run (its checkpoints/, best/ and metrics.json "
+        "are removed; other files are kept).")})
     resume: Optional[str] = field(default=None, metadata={"help": (
         "Continue an interrupted run: 'latest' (the newest complete checkpoint in OUTPUT/checkpoints) or the "
-        "path of a checkpoint directory (OUTPUT/checkpoints/epoch-K).")})
+        "path of a checkpoint directory (OUTPUT/checkpoints/epoch-K). A checkpoint of another output directory "
+        "continues that run in --output-dir, which must then hold no run of its own (no checkpoints/, best/ or "
+        "metrics.json).")})
     epochs: Optional[int] = field(default=None, metadata={"help": "Training epochs."})
     batch_size: Optional[int] = field(default=None, metadata={"help": (
         "Global batch of one forward/backward step, over all processes (must be divisible by their number).")})

@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..fileio import write_json_atomic
+from ..fileio import read_json_object, write_json_atomic
 from ..quiet import quiet_libraries
 from .arguments import (
     RESUME_MAY_CHANGE,
@@ -208,21 +208,68 @@ class PromptPARTrainer:
                                         f"--output-dir.")
                 break
 
+    def _earlier_run(self) -> list[str]:
+        """What the output directory holds of a run: complete checkpoints, a best/ adapter,
+        metrics.json (any of them makes the folder taken)."""
+        found = []
+        if CheckpointManager(None, self.output_dir / CHECKPOINT_DIR).checkpoints():
+            found.append(f"{CHECKPOINT_DIR}/")
+        best = self.best_dir
+        if best.exists() and (not best.is_dir() or any(best.iterdir())):
+            found.append(f"{BEST_DIR}/")
+        if (self.output_dir / METRICS_FILE).exists():
+            found.append(METRICS_FILE)
+        return found
+
+    def _resumes_another_run(self) -> bool:
+        """Whether ``--resume`` names a checkpoint outside OUTPUT/checkpoints (the run of
+        another output directory; a path that is no checkpoint is reported when it is read)."""
+        resume = self.args.resume
+        if resume is None or resume == "latest":
+            return False
+        path = Path(resume).expanduser().absolute()
+        return CheckpointManager.is_complete(path) and path.resolve().parent != (
+            self.output_dir / CHECKPOINT_DIR).resolve()
+
     def _prepare_output_dir(self, is_main: bool) -> Optional[str]:
         """Refuse to mix two runs in one output directory, create it and prove it writable.
         Every process checks (so that all fail alike); the main process cleans up
         (``--overwrite-output-dir``) and creates it, and returns what went wrong instead of
-        raising, so that the other processes are not left waiting for it."""
-        manager = CheckpointManager(None, self.output_dir / CHECKPOINT_DIR)
-        if self.args.resume is None and manager.checkpoints():
+        raising, so that the other processes are not left waiting for it.
+
+        A folder holding checkpoints, a best/ adapter or metrics.json is taken: a new run
+        needs ``--overwrite-output-dir`` (which removes exactly these), and a run resumed
+        from a checkpoint of another folder (continuing that run here) needs a folder that
+        holds none of them, since it would prune, overwrite or report another run's files."""
+        taken = self._earlier_run()
+        if taken and self.args.resume is None:
             if not self.args.overwrite_output_dir:
+                if f"{CHECKPOINT_DIR}/" in taken:
+                    raise TrainingError(
+                        f"{self.output_dir} holds checkpoints of an earlier run. Pass --resume latest to continue "
+                        "it, --overwrite-output-dir to start afresh (its checkpoints/, best/ and metrics.json are "
+                        "deleted), or another --output-dir."
+                    )
                 raise TrainingError(
-                    f"{self.output_dir} holds checkpoints of an earlier run. Pass --resume latest to continue it, "
-                    "--overwrite-output-dir to start afresh (its checkpoints are deleted), or another --output-dir."
+                    f"{self.output_dir} holds the results of an earlier run ({', '.join(taken)}). Pass "
+                    "--overwrite-output-dir to start afresh (they are deleted), or another --output-dir."
                 )
             if is_main:
-                shutil.rmtree(self.output_dir / CHECKPOINT_DIR)
-                shutil.rmtree(self.best_dir, ignore_errors=True)
+                shutil.rmtree(self.output_dir / CHECKPOINT_DIR, ignore_errors=True)
+                if self.best_dir.is_dir() and not self.best_dir.is_symlink():
+                    shutil.rmtree(self.best_dir)
+                else:
+                    self.best_dir.unlink(missing_ok=True)
+                (self.output_dir / METRICS_FILE).unlink(missing_ok=True)
+        elif taken and self._resumes_another_run():
+            own = (f" (--resume latest continues the run of {self.output_dir})" if f"{CHECKPOINT_DIR}/" in taken
+                   else "")
+            raise TrainingError(
+                f"--resume {self.args.resume} continues the run of another output directory, but --output-dir "
+                f"{self.output_dir} holds a run of its own ({', '.join(taken)}), whose files it would prune, overwrite "
+                f"or report as its own. Pass a new or empty --output-dir, or resume in the checkpoint's own output "
+                f"directory{own}."
+            )
         if is_main:
             try:
                 (self.output_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
@@ -467,7 +514,7 @@ class PromptPARTrainer:
             state = checkpoints.load(path, prepared, optimizer, scheduler)
             start_epoch, update, best, history = state["epoch"], state["global_step"], state["best"], state["history"]
             self.last_checkpoint = path
-            self._restore_best_adapter(accelerator.unwrap_model(prepared), best, start_epoch, state)
+            best = self._restore_best_adapter(accelerator.unwrap_model(prepared), best, start_epoch, state)
             logger.info("Resumed from %s (epoch %d of %d done).", path, start_epoch, a.epochs)
         accelerator.init_trackers("promptpar", config=self.arguments)
         self._describe(model, labels, updates_per_epoch, total_updates)
@@ -493,6 +540,8 @@ class PromptPARTrainer:
                 if accelerator.is_main_process:
                     accelerator.unwrap_model(prepared).save_pretrained(self.best_dir)
                     self.processor.save_pretrained(self.best_dir)
+                    # which adapter is the best, for a resume (the checkpoint's state is the main process's)
+                    best["save_id"] = adapter_save_id(self.best_dir)
             accelerator.log({f"validation/{k}": v for k, v in record.items() if k not in ("epoch", "global_step")}
                             | {"epoch": epoch + 1}, step=update)
             logger.info(f"epoch {epoch + 1}/{a.epochs}: train loss {train_loss:.4f} | validation {metrics.paper_row()}"
@@ -526,32 +575,88 @@ class PromptPARTrainer:
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
-    def _restore_best_adapter(self, model, best: dict[str, Any], epoch: int, state: dict[str, Any]) -> None:
-        """After a resume, make sure ``best/`` holds the best epoch so far (it may lie in
-        the output directory of the run that wrote the checkpoint, when the output
-        directory changed): export it from the resumed weights when the best epoch is the
-        checkpoint's own, copy it from the earlier run's ``best/``, or refuse before
-        training, so that a run never ends without its best adapter."""
-        if best.get("epoch") is None or (self.best_dir / "config.json").is_file():
-            return
+    def _restore_best_adapter(self, model, best: dict[str, Any], epoch: int, state: dict[str, Any]
+                              ) -> dict[str, Any]:
+        """After a resume, make sure ``best/`` holds the best epoch so far, the very adapter
+        the checkpoint records (by its save id; it may lie in the output directory of the
+        run that wrote the checkpoint, when the output directory changed): keep it when it
+        is there, export it from the resumed weights when the best epoch is the checkpoint's
+        own, copy it from the earlier run's ``best/``, or refuse before training, so that a
+        run never ends with another adapter than its best, or without one. Returns ``best``
+        with the save id of the adapter now in ``best/``. The main process decides and
+        writes; the others follow."""
+        if best.get("epoch") is None:
+            return best
+        from accelerate.utils import broadcast_object_list
+
         accelerator = self.accelerator
-        if best["epoch"] == epoch:
-            if accelerator.is_main_process:
-                model.save_pretrained(self.best_dir)
-                self.processor.save_pretrained(self.best_dir)
-        else:
-            earlier = state.get("arguments", {}).get("output_dir")
-            source = Path(earlier).expanduser() / BEST_DIR if earlier else None
-            if source is None or not (source / "config.json").is_file():
-                raise TrainingError(
-                    f"The best adapter so far (epoch {best['epoch']}) is not in {self.best_dir}"
-                    + (f" nor in {source}" if source is not None else "")
-                    + "; resume in the run's original --output-dir, or copy its best/ folder to "
-                    f"{self.best_dir}."
-                )
-            if accelerator.is_main_process:
-                shutil.copytree(source, self.best_dir, dirs_exist_ok=True)
+        outcome: list[Optional[str]] = [None, None]  # (save id now in best/, why not)
+        if accelerator.is_main_process:
+            try:
+                outcome[0] = self._restore_best_files(model, best, epoch, state)
+            except TrainingError as error:
+                outcome[1] = str(error)
+            except OSError as error:  # reported on every process, not left to hang the others
+                outcome[1] = (f"The best adapter so far could not be restored to {self.best_dir} ({error}); free "
+                              f"the space or fix the permissions and resume again.")
+        if accelerator.num_processes > 1:
+            broadcast_object_list(outcome)
+        if outcome[1] is not None:
+            raise TrainingError(outcome[1])
         accelerator.wait_for_everyone()
+        return dict(best, save_id=outcome[0]) if outcome[0] is not None else best
+
+    def _restore_best_files(self, model, best: dict[str, Any], epoch: int, state: dict[str, Any]) -> Optional[str]:
+        """:meth:`_restore_best_adapter`'s work (main process); returns the save id in best/."""
+        expected = best.get("save_id")  # None: a checkpoint written before save ids were recorded
+
+        def holds_best(folder: Path) -> bool:
+            return (folder / "config.json").is_file() and (expected is None or adapter_save_id(folder) == expected)
+
+        if holds_best(self.best_dir):
+            return adapter_save_id(self.best_dir)
+        if best["epoch"] == epoch:  # the resumed weights are the best epoch's
+            def export(staging: Path) -> None:
+                model.save_pretrained(staging)
+                self.processor.save_pretrained(staging)
+
+            self._replace_best_dir(export)
+            return adapter_save_id(self.best_dir)
+        earlier = state.get("arguments", {}).get("output_dir")
+        source = Path(earlier).expanduser().absolute() / BEST_DIR if earlier else None
+        if source is not None and source.resolve() != self.best_dir.resolve() and holds_best(source):
+            self._replace_best_dir(lambda staging: shutil.copytree(source, staging, dirs_exist_ok=True))
+            return adapter_save_id(self.best_dir)
+        searched = list(dict.fromkeys(folder for folder in (self.best_dir, source) if folder is not None))
+        where = f"The best adapter so far (epoch {best['epoch']}) is not in {' nor in '.join(map(str, searched))}"
+        others = [folder for folder in searched if (folder / "config.json").is_file()]
+        if not others:
+            raise TrainingError(f"{where}; resume in the run's original --output-dir, or copy its best/ folder to "
+                                f"{self.best_dir}.")
+        kept = self.resume_from.parent / f"epoch-{best['epoch']}" if self.resume_from is not None else None
+        retry = (f"resume from that epoch's checkpoint (--resume {kept}) or start a new run"
+                 if kept is not None and CheckpointManager.is_complete(kept) else "start a new run")
+        raise TrainingError(
+            f"{where}: {' and '.join(map(str, others))} {'holds' if len(others) == 1 else 'hold'} another adapter "
+            f"(save {adapter_save_id(others[0])}, not {expected}: a later epoch's or another run's), which this run "
+            f"would report as its best. To go on, {retry}."
+        )
+
+    def _replace_best_dir(self, fill: Callable[[Path], None]) -> None:
+        """Write a new ``best/`` with ``fill(folder)`` beside it, then swap it in, so that
+        best/ is never half-written (what it held is replaced: an adapter of this run that
+        is not the best epoch's)."""
+        staging, aside = self.output_dir / f".{BEST_DIR}.partial", self.output_dir / f".{BEST_DIR}.old"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        fill(staging)
+        if self.best_dir.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+            self.best_dir.rename(aside)
+            staging.rename(self.best_dir)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            staging.rename(self.best_dir)
 
     def _trainer_state(self, epoch: int, update: int, best: dict[str, Any], history: list[dict[str, Any]],
                        num_train: int) -> dict[str, Any]:
@@ -737,6 +842,11 @@ class PromptPARTrainer:
         write_model_card(self.best_dir, metrics=metrics,
                          training_args=arguments_dict(self.model_args, self.data_args, self.args),
                          dataset_name=dataset_name, repo_id=self.hub_repo or self.args.push_to_hub)
+
+
+def adapter_save_id(folder: Path) -> Optional[str]:
+    """The save id in ``folder/config.json`` (a new one at every ``save_pretrained``), or None."""
+    return (read_json_object(Path(folder) / "config.json") or {}).get("save_id")
 
 
 def _process_state():
