@@ -96,7 +96,8 @@ BACKBONES_REVISION = 2
 
 #: The demo's defaults for the options that :data:`par_prompt.training.arguments.PAPER_DEFAULTS`
 #: fills in a real run: synthetic data, a higher learning rate and fewer, shorter epochs so
-#: that it learns in a few minutes. Its fusion is the paper's Table VI variant (a trainable
+#: that it learns in a few minutes. The data set's name is filled only when no ``--data-dir``
+#: is given (data from ``--data-dir`` carry their own name, which the model card then uses). Its fusion is the paper's Table VI variant (a trainable
 #: MLP over the sequence): a frozen fusion layer must come from a ViT that has learned to
 #: attend (the paper takes ImageNet ViT-B/16's last layer), and the demo's tiny ViT is
 #: random. Measured on the synthetic data (benchmarks/RESULTS.md): validation mA 0.877 with

@@ -110,6 +110,14 @@ BAD_INPUTS = [
     (["--data-dir", "{tmp}"], "could not be loaded"),
     (["--clip", "{tmp}/no-such-clip"], "no-such-clip: no such file or directory"),
     (["--clip", "{tmp}"], "The model cannot be built from --clip"),
+    # options that would be ignored in this run
+    (["--synthetic-train", "8"], "--synthetic-train applies to the generated synthetic data only"),
+    (["--synthetic-seed", "3"], "--synthetic-seed applies to the generated synthetic data only"),
+    (["--demo-pretrain-steps", "500"], "--demo-pretrain-steps applies to the demo only"),
+    (["--demo-cache-dir", "{tmp}"], "--demo-cache-dir applies to the demo only"),
+    (["--hub-private"], "--hub-private applies to the upload only; add --push-to-hub"),
+    # --dataset naming other data than --data-dir holds
+    (["--dataset", "pa100k"], "--dataset pa100k names other data than --data-dir"),
 ]
 
 

@@ -2,6 +2,7 @@
 training that the training does not know; documented options."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -149,3 +150,33 @@ def test_every_option_is_documented():
             assert field.metadata.get("help"), f"--{field.name} has no help"
             assert f"--{field.name}" in text
     assert "--mixed_precision {no,bf16,fp16}" in text or "--mixed-precision {no,bf16,fp16}" in text
+
+
+def test_the_demo_names_no_data_set_for_data_from_data_dir(tiny_data_dir):
+    _, data, _ = resolve_arguments(ModelArguments(), DataArguments(data_dir=str(tiny_data_dir)), TrainingArguments(),
+                                   defaults=DEMO_DEFAULTS)
+    assert data.dataset is None  # the data's own name is used, not the demo's "synthetic"
+
+
+def test_a_demo_run_on_other_data_names_them_in_the_card(tiny_backbones, tmp_path):
+    """`par-prompt train --data-dir DIR` without --clip: the settings and the model card name
+    the data of DIR, not the demo's synthetic data set."""
+    from par_prompt.data import load, make_synthetic, save
+    from par_prompt.training import train
+
+    from .conftest import one_thread, tiny_arguments
+
+    people = tmp_path / "people"
+    save(load(make_synthetic(24, 8, 8, seed=3, image_size=(64, 32)), name="people"), people)
+    m, d, t = tiny_arguments(tiny_backbones, people, tmp_path / "out", epochs=1)
+    m = dataclasses.replace(m, clip=None, fusion=None)
+    d = dataclasses.replace(d, dataset=None)
+    with one_thread():
+        train(m, d, t, defaults=DEMO_DEFAULTS, backbones=lambda args, verbose: (tiny_backbones.clip,
+                                                                                 tiny_backbones.vit))
+    record = json.loads((tmp_path / "out" / "training_args.json").read_text())
+    assert record["arguments"]["dataset"] is None
+    card = (tmp_path / "out" / "best" / "README.md").read_text()
+    metadata = card.split("---")[1]  # the card's YAML header: what the Hub lists the model under
+    assert "datasets:\n- people\n" in metadata and "synthetic" not in metadata
+    assert "trained on people" in card and "trained on synthetic" not in card

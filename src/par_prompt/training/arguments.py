@@ -106,8 +106,9 @@ class DataArguments:
 
     dataset: Optional[str] = field(default=None, metadata={"help": (
         "Data set name (pa100k, peta, rapv1, rapv2, wider, synthetic): selects the attribute sentences and names "
-        "the data in the model card. Without --data-dir it may also be a Hub dataset id or a directory. "
-        "Default: synthetic in the demo.")})
+        "the data in the model card. Without --data-dir it may also be a Hub dataset id or a directory. With "
+        "--data-dir it must agree with the name the data records (leave it out to use that name). "
+        "Default: synthetic in the demo without --data-dir; the data's own name with --data-dir.")})
     data_dir: Optional[str] = field(default=None, metadata={"help": (
         "The data: a directory written by `par-prompt convert` (or par_prompt.data.save), a folder of data "
         "files, or a Hub dataset id.")})
@@ -120,10 +121,14 @@ class DataArguments:
         "Allow --validation-split to be the test split (or a split named like one), so that the best epoch is "
         "chosen on test data, as the official PromptPAR code does. Its test figures are then optimistic; the run "
         "records that it did this (metrics.json: selected_on_test).")})
-    synthetic_train: int = field(default=2000, metadata={"help": "Synthetic data: training examples."})
-    synthetic_validation: int = field(default=400, metadata={"help": "Synthetic data: validation examples."})
-    synthetic_test: int = field(default=400, metadata={"help": "Synthetic data: test examples."})
-    synthetic_seed: int = field(default=0, metadata={"help": "Synthetic data: seed of the generator."})
+    synthetic_train: int = field(default=2000, metadata={
+        "help": "Synthetic data (--dataset synthetic without --data-dir only): training examples."})
+    synthetic_validation: int = field(default=400, metadata={
+        "help": "Synthetic data (--dataset synthetic without --data-dir only): validation examples."})
+    synthetic_test: int = field(default=400, metadata={
+        "help": "Synthetic data (--dataset synthetic without --data-dir only): test examples."})
+    synthetic_seed: int = field(default=0, metadata={
+        "help": "Synthetic data (--dataset synthetic without --data-dir only): seed of the generator."})
     augment_pad: Optional[int] = field(default=None, metadata={"help": (
         "Training augmentation: pixels of black padding before the random crop back to size (then a random "
         "horizontal flip). Default: 10 px at 224 px input, scaled to the model's input size.")})
@@ -187,16 +192,18 @@ class TrainingArguments:
         "Recompute activations in the backward pass instead of storing them (model.gradient_checkpointing_enable): "
         "less memory, more compute; the same updates.")})
     demo_pretrain_steps: int = field(default=0, metadata={"help": (
-        "Demo only: steps of contrastive (SigLIP-style) pre-training of the tiny CLIP on synthetic image-sentence "
+        "Demo only (without --clip): steps of contrastive (SigLIP-style) pre-training of the tiny CLIP on synthetic image-sentence "
         "pairs before prompt tuning, cached (0: none; the demo reaches its figure without, see par_prompt.demo).")})
     demo_cache_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Where the demo keeps its backbones and synthetic data. Default: $PAR_PROMPT_CACHE or "
+        "Where the demo keeps its backbones and synthetic data (with --clip: the synthetic data only, so it "
+        "applies with --dataset synthetic without --data-dir). Default: $PAR_PROMPT_CACHE or "
         "~/.cache/par_prompt.")})
     push_to_hub: Optional[str] = field(default=None, metadata={"help": (
         "After training, upload the best adapter (with its model card) to this Hub model repo, e.g. "
         "your-name/promptpar-pa100k. The login and the repository are checked (and the repository created) "
         "before training starts. The token comes from `hf auth login` or $HF_TOKEN.")})
-    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    hub_private: bool = field(default=False, metadata={
+        "help": "With --push-to-hub: create the Hub repo as private."})
 
     def __post_init__(self) -> None:
         self.mixed_precision = str(self.mixed_precision).lower()
@@ -247,6 +254,8 @@ def resolve_arguments(model_args: ModelArguments, data_args: DataArguments, trai
     resolved = []
     for args, key in ((model_args, "model"), (data_args, "data"), (training_args, "training")):
         values = {name: value for name, value in defaults.get(key, {}).items() if getattr(args, name) is None}
+        if key == "data" and args.data_dir is not None:
+            values.pop("dataset", None)  # the data name themselves (a default would mislabel them)
         resolved.append(dataclasses.replace(args, **values))
     model_args, data_args, training_args = resolved
     if training_args.eval_batch_size is None and isinstance(training_args.batch_size, int):
@@ -321,7 +330,42 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
         )
     from ..modeling import PromptPARConfig
 
+    _check_ignored_options(m, d, t)
     PromptPARConfig(attributes=["attribute"], **m.config_kwargs())  # the model settings, by the model's own rules
+
+
+def _changed(group: Any, name: str) -> bool:
+    """Whether the option ``name`` of ``group`` differs from its dataclass default (was set)."""
+    return getattr(group, name) != type(group).__dataclass_fields__[name].default
+
+
+def uses_synthetic_data(d: DataArguments) -> bool:
+    """Whether the run trains on the generated synthetic data (the --synthetic-* options apply)."""
+    return d.data_dir is None and isinstance(d.dataset, str) and d.dataset.lower() == "synthetic"
+
+
+def _check_ignored_options(m: ModelArguments, d: DataArguments, t: TrainingArguments) -> None:
+    """Refuse options that were set but would have no effect in this run (a silent no-op
+    otherwise): --synthetic-* without the synthetic data, --demo-* with --clip, --hub-*
+    without --push-to-hub."""
+    synthetic = uses_synthetic_data(d)
+    if not synthetic:
+        for name in ("synthetic_train", "synthetic_validation", "synthetic_test", "synthetic_seed"):
+            if _changed(d, name):
+                data = f"--data-dir {d.data_dir}" if d.data_dir is not None else f"--dataset {d.dataset}"
+                raise ValueError(f"{_flag(name)} applies to the generated synthetic data only (--dataset synthetic "
+                                 f"without --data-dir), not to {data}; drop {_flag(name)}.")
+    if m.clip is not None:
+        names = ["demo_pretrain_steps"] + ([] if synthetic else ["demo_cache_dir"])
+        for name in names:
+            if _changed(t, name):
+                raise ValueError(f"{_flag(name)} applies to the demo only (without --clip), which brings its own "
+                                 f"backbones; drop {_flag(name)} or --clip.")
+    if t.push_to_hub is None:
+        for name in ("hub_private",):
+            if _changed(t, name):
+                raise ValueError(f"{_flag(name)} applies to the upload only; add --push-to-hub REPO or drop "
+                                 f"{_flag(name)}.")
 
 
 def _is_local_path(value: str) -> bool:

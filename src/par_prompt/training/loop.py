@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -430,6 +431,7 @@ class PromptPARTrainer:
                 with accelerator.main_process_first():  # caches and downloads are written once
                     data = self._load_data()
                 # every check of the data runs before the (possibly large) backbones load
+                self._check_dataset_name(data)
                 labels = check_splits(data, self.data_args.train_split, self.data_args.validation_split,
                                       self.data_args.test_split, len(data.attributes))
                 self.fingerprint = data_fingerprint(data, labels, [self.data_args.train_split,
@@ -447,6 +449,26 @@ class PromptPARTrainer:
                 accelerator.end_training()
 
     # ------------------------------------------------------------------- steps
+    def _check_dataset_name(self, data) -> None:
+        """With data from --data-dir (or passed in), --dataset names them in the model's
+        config and card: it must agree with the name the data record, if they record one
+        (compared ignoring case, spaces, '-' and '_'), else the card would name other data."""
+        d = self.data_args
+        named, recorded = d.dataset, getattr(data, "name", None)
+        if named is None or not recorded or (d.data_dir is None and self.given_data is None):
+            return  # without --data-dir, --dataset is where the data come from
+
+        def key(name: str) -> str:
+            return re.sub(r"[\s_\-]+", "", str(name)).lower()
+
+        if key(named) != key(recorded):
+            where = f"--data-dir {d.data_dir}" if self.given_data is None else "the data given"
+            raise TrainingDataError(
+                f"--dataset {named} names other data than {where}, which record the name {recorded!r}; the model "
+                f"card and config would name the wrong data set. Leave --dataset out (or pass --dataset {recorded}) "
+                f"to use the data's own name, or pass the --data-dir of {named}."
+            )
+
     def _check_resumed_data(self) -> None:
         state = self.resumed_state
         if state is not None and state.get("data_fingerprint") != self.fingerprint:
