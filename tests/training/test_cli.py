@@ -78,6 +78,18 @@ def _tiny(tiny_backbones, tiny_data_dir, tmp_path, **overrides):
     return cli_arguments(tiny_backbones, tiny_data_dir, tmp_path / "out", **overrides)
 
 
+def _flag(token):
+    return token.split("=", 1)[0].replace("_", "-") if token.startswith("--") else None
+
+
+def _replacing(base, extra):
+    """``base`` (flag-value pairs) without the flags ``extra`` gives, then ``extra``: an
+    option given twice is an error, so the tests' flags replace the tiny run's."""
+    given = {_flag(token) for token in extra} - {None}
+    kept = [pair for pair in zip(base[::2], base[1::2]) if _flag(pair[0]) not in given]
+    return [token for pair in kept for token in pair] + list(extra)
+
+
 #: (command-line arguments added to a valid tiny run, a piece of the expected one-line message)
 BAD_INPUTS = [
     (["--epochs", "1", "--warmup-epochs", "5"], "--warmup-epochs 5 does not fit in --epochs 1"),
@@ -116,6 +128,9 @@ BAD_INPUTS = [
     (["--demo-pretrain-steps", "500"], "--demo-pretrain-steps applies to the demo only"),
     (["--demo-cache-dir", "{tmp}"], "--demo-cache-dir applies to the demo only"),
     (["--hub-private"], "--hub-private applies to the upload only; add --push-to-hub"),
+    # an option given twice (argparse would keep the last)
+    (["--momentum", "0.8", "--momentum", "0.7"], "--momentum is given twice; give each option once"),
+    (["--weight-decay", "0.1", "--weight_decay", "0.2"], "--weight-decay is given twice"),
     # --dataset naming other data than --data-dir holds
     (["--dataset", "pa100k"], "--dataset pa100k names other data than --data-dir"),
 ]
@@ -130,7 +145,7 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tiny_backbones, tiny_d
     if extra[0] == "BARE":  # the flags alone, without the valid tiny run
         argv = extra[1:]
     else:
-        argv = [*_tiny(tiny_backbones, tiny_data_dir, tmp_path), *extra]
+        argv = _replacing(_tiny(tiny_backbones, tiny_data_dir, tmp_path), extra)
     code, out, err = _run(argv, capsys)
     assert code == 2, (out, err)
     lines = err.strip().splitlines()
@@ -150,6 +165,9 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tiny_backbones, tiny_d
     ("local_files_only: maybe\n", "local_files_only must be true or false; got 'maybe'"),
     ("recipe: 7\n", "recipe must be a name"),
     ('{"epochs": 3,}', "not valid JSON"),
+    ("epochs: 3\nseed: 1\nepochs: 4\n", "key 'epochs' is given twice (lines 1 and 3); keep one"),
+    ('{"epochs": 3, "epochs": 4}', "key 'epochs' is given twice; keep one"),
+    ("batch-size: 4\nbatch_size: 8\n", "option 'batch_size' is given twice (as 'batch-size' and 'batch_size')"),
 ])
 def test_bad_config_files_are_one_line(content, message, tiny_backbones, tiny_data_dir, tmp_path, capsys):
     path = tmp_path / ("config.json" if content.startswith("{") else "config.yaml")

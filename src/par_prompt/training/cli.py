@@ -11,7 +11,8 @@ Options are the fields of :class:`~par_prompt.training.ModelArguments`,
 :class:`~par_prompt.training.TrainingArguments` (with dashes or underscores), plus
 ``--recipe`` and ``--config`` (:mod:`par_prompt.training.recipe`). Only the flags given
 on the command line override the recipe and the file: the parser has no defaults of its
-own (the dataclasses hold them). A run without ``--clip`` is the demo
+own (the dataclasses hold them), and an option given twice is an error (argparse would
+keep the last silently). A run without ``--clip`` is the demo
 (:func:`par_prompt.demo.train_demo`); this command line is the layer above both.
 
 Exit codes: 0 done; 2 bad input (one line on stderr naming the problem and the fix:
@@ -83,7 +84,30 @@ def options_parser() -> argparse.ArgumentParser:
             action.help = f"{action.help} Default: {action.default}."
         if action.dest != "help":
             action.default = argparse.SUPPRESS  # (not set_defaults: argparse would then store SUPPRESS itself)
+        if action.option_strings and not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            action.__class__ = _given_once(type(action))
     return options
+
+
+class _GivenOnce(argparse.Action):
+    """Refuses an option given twice (``--epochs 1 --epochs 2``; also ``--batch-size`` and
+    ``--batch_size``). With every default suppressed, an option is in the namespace only
+    once it has been given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if hasattr(namespace, self.dest):
+            parser.error(f"{option_string or self.dest} is given twice; give each option once")
+        super().__call__(parser, namespace, values, option_string)
+
+
+_GIVEN_ONCE_CLASSES: dict[type, type] = {}
+
+
+def _given_once(action_class: type) -> type:
+    """``action_class`` with :class:`_GivenOnce`'s check before it stores the value."""
+    if action_class not in _GIVEN_ONCE_CLASSES:
+        _GIVEN_ONCE_CLASSES[action_class] = type(f"GivenOnce{action_class.__name__}", (_GivenOnce, action_class), {})
+    return _GIVEN_ONCE_CLASSES[action_class]
 
 
 def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

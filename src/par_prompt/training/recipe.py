@@ -13,8 +13,9 @@ in layers, each overriding the one before:
    and an earlier run's ``OUTPUT/training_args.json`` works too);
 4. the flags given on the command line.
 
-Unknown keys, values of the wrong type and unreadable files are ``ValueError`` s naming
-the file and the key. YAML is read with ``yaml.safe_load`` (no code, no custom tags).
+Unknown keys, keys given twice (also in JSON, or once with dashes and once with
+underscores), values of the wrong type and unreadable files are ``ValueError`` s naming
+the file and the key. YAML is read with PyYAML's safe loader (no code, no custom tags).
 :func:`build_arguments` is the Python entry point to the same resolution.
 """
 
@@ -78,7 +79,9 @@ def load_settings_file(path: Union[str, os.PathLike]) -> dict[str, Any]:
         raise ValueError(f"{what}: cannot be read ({error}).") from None
     if suffix == ".json":
         try:
-            values = json.loads(text)
+            values = json.loads(text, object_pairs_hook=_unique_pairs)
+        except _DuplicateKey as error:
+            raise ValueError(f"{what}: key {error.key!r} is given twice; keep one.") from None
         except ValueError as error:
             raise ValueError(f"{what}: not valid JSON ({error}).") from None
     else:
@@ -89,13 +92,59 @@ def load_settings_file(path: Union[str, os.PathLike]) -> dict[str, Any]:
     return _checked(values, what)
 
 
+class _DuplicateKey(Exception):
+    """A mapping key given twice in a settings file (``lines``: where, for YAML)."""
+
+    def __init__(self, key: Any, lines: tuple[int, int] = (0, 0)) -> None:
+        super().__init__(key)
+        self.key, self.lines = key, lines
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a dict, refusing a key given twice (JSON keeps the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _unique_key_loader():
+    """PyYAML's ``SafeLoader``, refusing a mapping key given twice (PyYAML keeps the last).
+    Keys brought in by a merge (``<<: *anchor``) may still be overridden, as YAML intends."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                    try:
+                        if key in seen:
+                            raise _DuplicateKey(key, (seen[key], line))
+                        seen[key] = line
+                    except TypeError:  # an unhashable key: SafeLoader reports it
+                        continue
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _parse_yaml(text: str, what: str) -> Any:
     try:
         import yaml
     except ImportError:  # pragma: no cover - a dependency of transformers and accelerate
         raise ValueError(f"{what}: reading YAML needs PyYAML (pip install pyyaml), or use a .json file.") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as error:
+        first, second = error.lines
+        lines = f" (lines {first} and {second})" if first != second else f" (line {first})"
+        raise ValueError(f"{what}: key {error.key!r} is given twice{lines}; keep one.") from None
     except yaml.YAMLError as error:
         raise ValueError(f"{what}: not valid YAML ({' '.join(str(error).split())}).") from None
 
@@ -109,6 +158,7 @@ def _checked(values: Any, what: str) -> dict[str, Any]:
         raise ValueError(f"{what}: must hold a mapping of option names to values, not a {type(values).__name__}.")
     known = argument_names()
     out: dict[str, Any] = {}
+    spelled: dict[str, Any] = {}
     for key, value in values.items():
         name = str(key).strip().lstrip("-").replace("-", "_")
         if name not in known and name not in FILE_KEYS:
@@ -116,7 +166,8 @@ def _checked(values: Any, what: str) -> dict[str, Any]:
             raise ValueError(f"{what}: unknown option {key!r}" + (f" (did you mean {close[0]}?)" if close else "")
                              + "; see `par-prompt train --help` for the options.")
         if name in out:
-            raise ValueError(f"{what}: option {name!r} is given twice.")
+            raise ValueError(f"{what}: option {name!r} is given twice (as {spelled[name]!r} and {key!r}); keep one.")
+        spelled[name] = key
         value = _number(name, value)
         if name not in FILE_KEYS and not _has_type(value, _field_types()[name]):
             raise ValueError(f"{what}: {name} must be {_type_name(_field_types()[name])}; got {value!r}.")
