@@ -50,6 +50,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
     assert "loss is nan at global step 8 (epoch 2, batch 2 of 6" in message
     assert f"The last good checkpoint is {checkpoint}" in message
     assert caught.value.step == 8 and caught.value.checkpoint == checkpoint
+    # the advice is one the resume check accepts: a changed learning rate or precision is a new run
+    assert "start a new run with the changed setting" in message and "Resume from it" not in message
     assert forward_calls.training == 8  # stopped at once
 
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["epoch-1"]

@@ -721,40 +721,43 @@ class PromptPARTrainer:
         epoch_sum, epoch_count = torch.zeros((), device=device), 0
         bar = progress_bar(total=steps, desc=f"epoch {epoch + 1}/{a.epochs}", unit="step", leave=False,
                            enabled=accelerator.is_local_main_process)
-        for step, batch in enumerate(loader):
-            with accelerator.accumulate(model):
-                pixel_values = batch["pixel_values"].to(device, non_blocking=True)
-                labels = batch["labels"].to(device, non_blocking=True)
-                output = model(pixel_values=pixel_values, labels=labels)
-                loss = output.loss
-                self._check_finite(loss, update, epoch, step, steps, "loss")
-                accelerator.backward(loss)
+        try:  # the bar is closed also when a non-finite loss stops the epoch (else it lingers on screen)
+            for step, batch in enumerate(loader):
+                with accelerator.accumulate(model):
+                    pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+                    labels = batch["labels"].to(device, non_blocking=True)
+                    output = model(pixel_values=pixel_values, labels=labels)
+                    loss = output.loss
+                    self._check_finite(loss, update, epoch, step, steps, "loss")
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        limit = a.max_grad_norm if a.max_grad_norm > 0 else math.inf
+                        norm = accelerator.clip_grad_norm_(trainable, limit)
+                        if accelerator.scaler is None:  # with fp16 the scaler skips such steps itself
+                            self._check_finite(norm, update, epoch, step, steps, "gradient norm")
+                    optimizer.step()
+                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                detached = loss.detach().float()
+                window, window_count = window + detached, window_count + 1
+                epoch_sum, epoch_count = epoch_sum + detached, epoch_count + 1
+                if a.logging_steps > 0:  # kept (B x N each) to log the two loss terms once per window
+                    window_outputs.append((output.logits.detach(), output.gl_logits.detach(), labels))
+                bar.update(1)
                 if accelerator.sync_gradients:
-                    norm = accelerator.clip_grad_norm_(trainable, a.max_grad_norm if a.max_grad_norm > 0 else math.inf)
-                    if accelerator.scaler is None:  # with fp16 the scaler skips such steps itself
-                        self._check_finite(norm, update, epoch, step, steps, "gradient norm")
-                optimizer.step()
-                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            detached = loss.detach().float()
-            window, window_count = window + detached, window_count + 1
-            epoch_sum, epoch_count = epoch_sum + detached, epoch_count + 1
-            if a.logging_steps > 0:  # kept (B x N each) to log the two loss terms once per window
-                window_outputs.append((output.logits.detach(), output.gl_logits.detach(), labels))
-            bar.update(1)
-            if accelerator.sync_gradients:
-                update += 1
-                if a.logging_steps > 0 and update % a.logging_steps == 0:
-                    terms = self._loss_terms(window_outputs, ratios)
-                    values = accelerator.reduce(torch.stack([window / window_count, *terms]), "mean").tolist()
-                    lrs = scheduler.get_last_lr()
-                    accelerator.log({"train/loss": values[0], "train/attribute_loss": values[1],
-                                     "train/gl_loss": values[2], "train/lr_prompt": lrs[0], "train/lr_head": lrs[1],
-                                     "train/grad_norm": float(norm), "epoch": epoch + step / steps}, step=update)
-                    bar.set_postfix(loss=f"{values[0]:.4f}")
-                    window, window_count, window_outputs = torch.zeros((), device=device), 0, []
-        bar.close()
+                    update += 1
+                    if a.logging_steps > 0 and update % a.logging_steps == 0:
+                        terms = self._loss_terms(window_outputs, ratios)
+                        values = accelerator.reduce(torch.stack([window / window_count, *terms]), "mean").tolist()
+                        lrs = scheduler.get_last_lr()
+                        accelerator.log({"train/loss": values[0], "train/attribute_loss": values[1],
+                                         "train/gl_loss": values[2], "train/lr_prompt": lrs[0], "train/lr_head": lrs[1],
+                                         "train/grad_norm": float(norm), "epoch": epoch + step / steps}, step=update)
+                        bar.set_postfix(loss=f"{values[0]:.4f}")
+                        window, window_count, window_outputs = torch.zeros((), device=device), 0, []
+        finally:
+            bar.close()
         return accelerator.reduce(epoch_sum / max(1, epoch_count), "mean").item(), update
 
     @staticmethod
@@ -778,14 +781,17 @@ class PromptPARTrainer:
             return
         where = (f"global step {update + 1} (epoch {epoch + 1}, batch {step + 1} of {steps} in the epoch)")
         if self.last_checkpoint is not None:
-            saved = (f"The last good checkpoint is {self.last_checkpoint}; it is intact. Resume from it with "
-                     f"--resume latest once the cause is fixed.")
+            saved = f"The last good checkpoint is {self.last_checkpoint}; it is intact."
+            fix = ("start a new run with the changed setting (in another --output-dir, to keep this one; a resumed "
+                   "run must keep its settings), or, if images were broken, repair them and resume with --resume "
+                   "latest")
         else:
             saved = "No checkpoint was written before this step (the first epoch had not finished)."
+            fix = "start the run again with the changed setting or the repaired data"
         raise NonFiniteLossError(
             f"The training {what} is {value.detach().float().item()} at {where}; training stopped before applying "
-            f"this step. {saved} Usual causes: a learning rate too high (--lr-head, --lr-prompt), fp16 overflow "
-            f"(use --mixed-precision bf16 or no), or broken input data.",
+            f"this step. {saved} Usual causes: a learning rate too high (lower --lr-head, --lr-prompt), fp16 "
+            f"overflow (use --mixed-precision bf16 or no), or broken input data: {fix}.",
             step=update + 1, epoch=epoch + 1, checkpoint=self.last_checkpoint,
         )
 
