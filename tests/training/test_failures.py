@@ -97,3 +97,25 @@ def test_bad_data_fails_before_the_first_step(problem, message, tiny_backbones, 
         train(*tiny_arguments(tiny_backbones, "unused", tmp_path / "out"), data=data)
     assert forward_calls.training == 0
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("batch_1", "the heads end in a BatchNorm, which needs at least 2"),
+    ("batch_too_large", "The training split has 24 examples, fewer than one update needs"),
+    ("unscored_validation", "The validation split 'validation' scores no attribute"),
+])
+def test_checks_that_need_no_model_run_before_the_backbones_load(problem, message, tiny_backbones, tiny_data_dir,
+                                                                 tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the backbones loaded before the check")
+
+    monkeypatch.setattr(PromptPARModel, "from_backbones", no_model)
+    data = load(str(tiny_data_dir))
+    overrides = {"batch_1": {"batch_size": 1}, "batch_too_large": {"batch_size": 32}}.get(problem, {})
+    if problem == "unscored_validation":  # every validation label negative or uncertain
+        labels = [[0 if i % 2 else 2 for i, _ in enumerate(row)] for row in data.splits["validation"]["labels"]]
+        data.splits["validation"] = data.splits["validation"].remove_columns("labels").add_column(
+            "labels", labels, feature=data.splits["validation"].features["labels"])
+    with pytest.raises(TrainingDataError, match=message):
+        train(*tiny_arguments(tiny_backbones, "unused", tmp_path / "out", **overrides), data=data)
+    assert not (tmp_path / "out" / "checkpoints").exists()

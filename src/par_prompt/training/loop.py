@@ -434,6 +434,7 @@ class PromptPARTrainer:
                 self._check_dataset_name(data)
                 labels = check_splits(data, self.data_args.train_split, self.data_args.validation_split,
                                       self.data_args.test_split, len(data.attributes))
+                self._check_batches_and_validation(labels)
                 self.fingerprint = data_fingerprint(data, labels, [self.data_args.train_split,
                                                                    self.data_args.validation_split])
                 self._check_resumed_data()
@@ -468,6 +469,24 @@ class PromptPARTrainer:
                 f"card and config would name the wrong data set. Leave --dataset out (or pass --dataset {recorded}) "
                 f"to use the data's own name, or pass the --data-dir of {named}."
             )
+
+    def _check_batches_and_validation(self, labels: dict[str, Any]) -> None:
+        """The checks of the batch and the validation split that need no model, before the
+        backbones load: the training batches (the heads end in a BatchNorm: at least 2
+        examples per process; at least one full update per epoch), and a validation split
+        that the chosen metric can score."""
+        a, d = self.args, self.data_args
+        EpochBatchSampler(labels[d.train_split].shape[0], a.batch_size, seed=a.seed,
+                          num_processes=self.accelerator.num_processes, steps_multiple=a.gradient_accumulation_steps)
+        if a.metric_for_best == "mA":  # the example-based metrics score any split
+            validation = labels[d.validation_split]
+            if not ((validation == 1).any(axis=0) & (validation == 0).any(axis=0)).any():
+                raise TrainingDataError(self._unscored_message())
+
+    def _unscored_message(self) -> str:
+        return (f"The validation split {self.data_args.validation_split!r} scores no attribute "
+                f"({self.args.metric_for_best} needs an attribute with both positive and negative labels); use a "
+                f"larger validation split.")
 
     def _check_resumed_data(self) -> None:
         state = self.resumed_state
@@ -547,10 +566,7 @@ class PromptPARTrainer:
             metrics = self._evaluate(prepared, eval_loaders[d.validation_split])
             value = getattr(metrics, a.metric_for_best)
             if value is None:  # mA / mAP are undefined when no attribute has both positives and negatives
-                raise TrainingDataError(
-                    f"The validation split {d.validation_split!r} scores no attribute ({a.metric_for_best} needs an "
-                    "attribute with both positive and negative labels); use a larger validation split."
-                )
+                raise TrainingDataError(self._unscored_message())  # (checked before the model loads)
             lr_prompt, lr_head = scheduler.get_last_lr()
             record = {"epoch": epoch + 1, "global_step": update, "train_loss": train_loss,
                       "lr_head": lr_head, "lr_prompt": lr_prompt,
