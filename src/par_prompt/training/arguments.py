@@ -192,8 +192,9 @@ class TrainingArguments:
         "Recompute activations in the backward pass instead of storing them (model.gradient_checkpointing_enable): "
         "less memory, more compute; the same updates.")})
     demo_pretrain_steps: int = field(default=0, metadata={"help": (
-        "Demo only (without --clip): steps of contrastive (SigLIP-style) pre-training of the tiny CLIP on synthetic image-sentence "
-        "pairs before prompt tuning, cached (0: none; the demo reaches its figure without, see par_prompt.demo).")})
+        "Demo only (without --clip): steps of contrastive (SigLIP-style) pre-training of the tiny CLIP on "
+        "synthetic image-sentence pairs before prompt tuning, cached (0: none; the demo reaches its figure without, "
+        "see par_prompt.demo).")})
     demo_cache_dir: Optional[str] = field(default=None, metadata={"help": (
         "Where the demo keeps its backbones and synthetic data (with --clip: the synthetic data only, so it "
         "applies with --dataset synthetic without --data-dir). Default: $PAR_PROMPT_CACHE or "
