@@ -70,7 +70,7 @@ def load_settings_file(path: Union[str, os.PathLike]) -> dict[str, Any]:
     if suffix not in (".yaml", ".yml", ".json"):
         raise ValueError(f"{what}: the file must end in .yaml, .yml or .json.")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not YAML
     except FileNotFoundError:
         raise ValueError(f"{what}: no such file.") from None
     except IsADirectoryError:
