@@ -737,43 +737,41 @@ class PromptPARTrainer:
         epoch_sum, epoch_count = torch.zeros((), device=device), 0
         bar = progress_bar(total=steps, desc=f"epoch {epoch + 1}/{a.epochs}", unit="step", leave=False,
                            enabled=accelerator.is_local_main_process)
-        try:  # the bar is closed also when a non-finite loss stops the epoch (else it lingers on screen)
-            for step, batch in enumerate(loader):
-                with accelerator.accumulate(model):
-                    pixel_values = batch["pixel_values"].to(device, non_blocking=True)
-                    labels = batch["labels"].to(device, non_blocking=True)
-                    output = model(pixel_values=pixel_values, labels=labels)
-                    loss = output.loss
-                    self._check_finite(loss, update, epoch, step, steps, "loss")
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        limit = a.max_grad_norm if a.max_grad_norm > 0 else math.inf
-                        norm = accelerator.clip_grad_norm_(trainable, limit)
-                        if accelerator.scaler is None:  # with fp16 the scaler skips such steps itself
-                            self._check_finite(norm, update, epoch, step, steps, "gradient norm")
-                    optimizer.step()
-                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                detached = loss.detach().float()
-                window, window_count = window + detached, window_count + 1
-                epoch_sum, epoch_count = epoch_sum + detached, epoch_count + 1
-                if a.logging_steps > 0:  # kept (B x N each) to log the two loss terms once per window
-                    window_outputs.append((output.logits.detach(), output.gl_logits.detach(), labels))
-                bar.update(1)
+        for step, batch in enumerate(loader):
+            with accelerator.accumulate(model):
+                pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+                labels = batch["labels"].to(device, non_blocking=True)
+                output = model(pixel_values=pixel_values, labels=labels)
+                loss = output.loss
+                self._check_finite(loss, update, epoch, step, steps, "loss")
+                accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    update += 1
-                    if a.logging_steps > 0 and update % a.logging_steps == 0:
-                        terms = self._loss_terms(window_outputs, ratios)
-                        values = accelerator.reduce(torch.stack([window / window_count, *terms]), "mean").tolist()
-                        lrs = scheduler.get_last_lr()
-                        accelerator.log({"train/loss": values[0], "train/attribute_loss": values[1],
-                                         "train/gl_loss": values[2], "train/lr_prompt": lrs[0], "train/lr_head": lrs[1],
-                                         "train/grad_norm": float(norm), "epoch": epoch + step / steps}, step=update)
-                        bar.set_postfix(loss=f"{values[0]:.4f}")
-                        window, window_count, window_outputs = torch.zeros((), device=device), 0, []
-        finally:
-            bar.close()
+                    limit = a.max_grad_norm if a.max_grad_norm > 0 else math.inf
+                    norm = accelerator.clip_grad_norm_(trainable, limit)
+                    if accelerator.scaler is None:  # with fp16 the scaler skips such steps itself
+                        self._check_finite(norm, update, epoch, step, steps, "gradient norm")
+                optimizer.step()
+                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            detached = loss.detach().float()
+            window, window_count = window + detached, window_count + 1
+            epoch_sum, epoch_count = epoch_sum + detached, epoch_count + 1
+            if a.logging_steps > 0:  # kept (B x N each) to log the two loss terms once per window
+                window_outputs.append((output.logits.detach(), output.gl_logits.detach(), labels))
+            bar.update(1)
+            if accelerator.sync_gradients:
+                update += 1
+                if a.logging_steps > 0 and update % a.logging_steps == 0:
+                    terms = self._loss_terms(window_outputs, ratios)
+                    values = accelerator.reduce(torch.stack([window / window_count, *terms]), "mean").tolist()
+                    lrs = scheduler.get_last_lr()
+                    accelerator.log({"train/loss": values[0], "train/attribute_loss": values[1],
+                                     "train/gl_loss": values[2], "train/lr_prompt": lrs[0], "train/lr_head": lrs[1],
+                                     "train/grad_norm": float(norm), "epoch": epoch + step / steps}, step=update)
+                    bar.set_postfix(loss=f"{values[0]:.4f}")
+                    window, window_count, window_outputs = torch.zeros((), device=device), 0, []
+        bar.close()
         return accelerator.reduce(epoch_sum / max(1, epoch_count), "mean").item(), update
 
     @staticmethod
