@@ -422,3 +422,19 @@ def test_cli_header_names_the_model_folder_and_the_threshold(capsys, model_dir, 
     assert code == 0 and err == []
     text = header_text(seen[0])
     assert text == f"rgb.png  ·  model {model_dir.name}  ·  threshold 0.3"
+
+
+def test_the_default_top_k_does_not_warn_about_a_model_with_fewer_attributes(capsys, backbones, image_files,
+                                                                               tmp_path):
+    directory = tmp_path / "three"
+    from par_prompt import PromptPARModel
+
+    model = PromptPARModel.from_backbones(backbones.clip, ATTRIBUTES[:3], fusion_name_or_path=backbones.vit,
+                                          prompts_per_group=2, dataset="pa100k")
+    save_tiny_model(model, directory, backbones)
+    capsys.readouterr()  # what building the model printed
+    code, printed, err = _visualize(capsys, "--model", directory, image_files["rgb"], "--out", tmp_path / "t.png")
+    assert code == 0 and err == [] and printed.startswith("wrote")
+    code, _, err = _visualize(capsys, "--model", directory, image_files["rgb"], "--out", tmp_path / "t.png",
+                              "--top-k", "5")
+    assert code == 0 and len(err) == 1 and "--top-k 5 asks for more attributes than the model has (3)" in err[0]

@@ -63,6 +63,10 @@ def bounded_int(low: int, high: Optional[int] = None):
 positive_int = bounded_int(1)
 
 
+#: Attribute panels ``visualize`` draws unless --top-k says otherwise.
+DEFAULT_TOP_K = 5
+
+
 def _model_arguments(parser: argparse.ArgumentParser, onnx: bool = False) -> None:
     source = parser.add_mutually_exclusive_group(required=True) if onnx else parser
     source.add_argument("--model", required=not onnx, metavar="ID_OR_PATH",
@@ -119,8 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_arguments(visualize)
     visualize.add_argument("image", metavar="IMAGE", help="image file")
     visualize.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (atomically)")
-    visualize.add_argument("--top-k", type=bounded_int(0), default=5, metavar="K",
-                           help="attribute panels to draw, most probable first (default 5; at most the model's number "
+    visualize.add_argument("--top-k", type=bounded_int(0), default=None, metavar="K",
+                           help=f"attribute panels to draw, most probable first (default {DEFAULT_TOP_K}; at most the model's number "
                                 "of attributes, none for a model without a fusion layer)")
     visualize.add_argument("--panel", type=bounded_int(MIN_PANEL, MAX_PANEL), default=160, metavar="PX",
                            help=f"long side of each image panel in pixels, {MIN_PANEL} to {MAX_PANEL} (default 160)")
@@ -328,6 +332,8 @@ def run_visualize(args: argparse.Namespace) -> int:
         return 2
     model = predictor.model
     config = model.config
+    if args.top_k is None:  # the default draws up to 5, as many as the model has: nothing to warn about
+        args.top_k = min(DEFAULT_TOP_K, config.num_attributes)
     try:  # the picture's size follows from the config: refuse a huge one before any work
         drawn = min(args.top_k, config.num_attributes) if config.fusion_layers > 0 else 0
         regions = config.num_regions if config.prompts_per_group > 0 else 0
