@@ -35,7 +35,9 @@ from typing import Any, Optional, Union
 
 from .fileio import write_text_atomic
 from .saved_files import (
+    ADAPTER_CONFIG_FILE,
     ADAPTER_DIR,
+    ADAPTER_FILE,
     PREPROCESSOR_FILE,
     PROCESSOR_FILE,
     FOLDER_FILES,
@@ -147,7 +149,7 @@ def _is_model_file(relative: Path) -> bool:
     if any(part.startswith(".") for part in parts):
         return False
     if len(parts) == 2 and parts[0] == ADAPTER_DIR:
-        return relative.suffix in (".json", ".safetensors")
+        return relative.as_posix() in (ADAPTER_CONFIG_FILE, ADAPTER_FILE)  # not an optimizer state saved beside
     if len(parts) != 1:
         return False  # other sub-folders: checkpoints, logs, runs
     name = relative.name
@@ -156,6 +158,18 @@ def _is_model_file(relative: Path) -> bool:
     if relative.suffix == ".safetensors":
         return name in WEIGHT_FILES
     return name in FOLDER_FILES or name == CARD_FILE  # save_pretrained leaves other files in the folder
+
+
+def _link_stays(path: Path, folder: Path) -> bool:
+    """False for a symbolic link that leads out of ``folder`` (``vocab.json -> /etc/...``
+    would upload that file), except into the ``blobs`` of the Hub-cache repository whose
+    snapshot ``folder`` is (where a downloaded model's files really are)."""
+    if not path.is_symlink():
+        return True
+    target, root = path.resolve(), folder.resolve()
+    snapshot = next((p for p in [folder.absolute(), *folder.absolute().parents] if p.parent.name == "snapshots"), None)
+    blobs = snapshot.parent.parent / "blobs" if snapshot is not None else None
+    return target.is_relative_to(root) or (blobs is not None and target.is_relative_to(blobs.resolve()))
 
 
 def model_files(folder: PathLike) -> list[str]:
@@ -169,7 +183,7 @@ def model_files(folder: PathLike) -> list[str]:
     sub-folders, other weight files and pickles are left out.
     """
     folder = Path(folder)
-    files = (path.relative_to(folder) for path in folder.rglob("*") if path.is_file())
+    files = (path.relative_to(folder) for path in folder.rglob("*") if path.is_file() and _link_stays(path, folder))
     return sorted(relative.as_posix() for relative in files if _is_model_file(relative))
 
 
@@ -623,12 +637,23 @@ def render_model_card(
             ``license_link``); default :data:`PROJECT_LICENSE`.
         provenance: for a model imported from elsewhere, the data of the template's
             provenance section (see :func:`par_prompt.official.card.provenance`).
+
+    A model imported from an official checkpoint (its config records ``imported_from``)
+    keeps that checkpoint's licence, tag and provenance section on every card, also when
+    it is rendered again after fine-tuning or for an upload; ``license`` / ``provenance``
+    given here take precedence.
     """
     from huggingface_hub import ModelCard
 
     from . import __version__
 
     config = _config_dict(config)
+    if config.get("imported_from"):
+        from .official import card as official_card
+
+        license = license or official_card.OFFICIAL_LICENSE
+        provenance = provenance or official_card.provenance(config)
+        tags = [*(tags or ()), *(tag for tag in official_card.TAGS if tag not in (tags or ()))]
     dataset_id = public_name(dataset_name) or public_name(config.get("dataset"))
     model_name = (repo_id.split("/")[-1] if repo_id else None) or f"promptpar-{dataset_id or 'par'}"
     card_data = _card_data(config, metrics, dataset_id, model_name, tags or (), license or PROJECT_LICENSE)

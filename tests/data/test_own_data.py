@@ -234,6 +234,11 @@ def test_rethinking_openpar_pickle_with_images_elsewhere(tmp_path, easydict):
     with pytest.raises(ParDataError, match="single partition"):
         convert("rethinking", tmp_path / "meta" / "pad.pkl", tmp_path / "o2", partition=1,
                 images=tmp_path / "pictures")
+    blob.partition.validation = np.arange(9, 10)  # next to 'val': it would replace that split
+    (tmp_path / "meta" / "pad.pkl").write_bytes(pickle.dumps(blob))
+    with pytest.raises(ParDataError, match="partition.validation would replace the 'validation' split"):
+        convert("rethinking", tmp_path / "meta" / "pad.pkl", tmp_path / "o3", images=tmp_path / "pictures")
+    assert not (tmp_path / "o3").exists()
 
 
 def test_rethinking_partition_out_of_range_and_bad_layouts(tmp_path, easydict):

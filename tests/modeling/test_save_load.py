@@ -313,7 +313,7 @@ def test_files_of_something_else_are_never_overwritten(backbones, tmp_path, fore
     if foreign == "clip":
         with pytest.raises(FileExistsError, match="do not belong to a PromptPAR model"):
             model.save_pretrained(directory)
-    with pytest.raises(FileExistsError, match="do not belong to a PromptPAR model"):
+    with pytest.raises(FileExistsError, match="do not belong to a PromptPAR processor"):
         processor.save_pretrained(directory)
     assert files_in(directory) == before
     assert [p.name for p in directory.iterdir() if p.name.startswith(".")] == []

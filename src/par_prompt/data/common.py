@@ -245,7 +245,7 @@ def read_sentences_file(path: Path, attributes: Sequence[str]) -> list[str]:
             )
         sentences = [table[a] for a in attributes]
     else:
-        sentences = [line.strip() for line in text.splitlines() if line.strip()]
+        sentences = [line.strip() for line in text.split("\n") if line.strip()]
     try:
         return resolve_sentences(list(attributes), sentences)
     except ValueError as error:

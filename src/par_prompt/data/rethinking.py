@@ -199,6 +199,9 @@ def read_description(
         )
     for key, value in parts.items():
         if key not in _STANDARD and key != _TRAINVAL:
+            if key in rows:  # e.g. a 'validation' key next to 'val': one would silently replace the other
+                raise ParDataError(f"{path}: partition.{key} would replace the {key!r} split made from the standard "
+                                   f"keys ({', '.join(sorted(map(str, parts)))}); rename or remove it")
             rows[key] = _indices(value, f"partition.{key}", path, len(names), entry)
     splits = {split: select_rows(labels, names, indices, images) for split, indices in rows.items()}
 

@@ -96,7 +96,7 @@ def read_list_file(list_path: Path) -> list[str]:
         raise InputListError(f"the list file @{list_path} holds NUL bytes, so it is not a text list of paths")
     base = list_path.parent
     entries = []
-    for line in text.splitlines():
+    for line in text.split("\n"):  # \n only (\r is stripped): U+2028 may be part of a file name
         line = line.strip()
         if line and not line.startswith("#"):
             entries.append(line if os.path.isabs(line) else os.path.join(base, line))

@@ -371,14 +371,17 @@ class PromptPARConfig(PreTrainedConfig):
             if self.text_prompts + longest > context:
                 if self.sentences is not None and len(self.sentences) == len(lengths):
                     sentence = self.sentences[lengths.index(longest)]
+                    fix = (f"shorten it, or use at most {context - longest} text prompts" if longest < context
+                           else f"shorten it to at most {context - self.text_prompts} tokens")
                     raise ValueError(
                         f"text_prompts={self.text_prompts} leaves no room in CLIP's {context} text positions for the "
-                        f"sentence {sentence[:80]!r} ({longest} tokens with its start and end tokens); shorten it, or "
-                        f"use at most {context - longest} text prompts."
+                        f"sentence {sentence[:80]!r} ({longest} tokens with its start and end tokens); {fix}."
                     )
+                fix = (f"use at most {context - longest} text prompts" if longest < context
+                       else f"shorten it to at most {context - self.text_prompts} tokens")
                 raise ValueError(
                     f"text_prompts={self.text_prompts} leaves no room in CLIP's {context} text positions for a "
-                    f"sentence of {longest} tokens; use at most {context - longest} text prompts."
+                    f"sentence of {longest} tokens; {fix}."
                 )
             vocab = text["vocab_size"]
             if any(max(row) >= vocab for row in self.sentence_token_ids or ()):

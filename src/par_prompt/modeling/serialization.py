@@ -192,7 +192,7 @@ def _holds_promptpar_processor(directory: Path) -> bool:
     return (directory / CONFIG_FILE).is_file() and _holds_promptpar_model(directory)
 
 
-def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) -> None:
+def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool, kind: str = "model") -> None:
     """Refuse to overwrite a file that does not belong to a PromptPAR model (save_pretrained
     must lose nothing), or a directory standing where a file must go."""
     taken = [name for name in relative_paths if os.path.lexists(directory / name)]
@@ -206,9 +206,9 @@ def _check_overwrites(directory: Path, relative_paths: list[str], ours: bool) ->
                                  "save into another folder, or move it away.")
     if taken and not ours:
         raise FileExistsError(
-            f"{directory} holds files that save_pretrained would overwrite but that do not belong to a PromptPAR model "
-            f"({', '.join(taken[:4])}{', ...' if len(taken) > 4 else ''}). Save into a new or empty folder, or move "
-            "those files away."
+            f"{directory} holds files that save_pretrained would overwrite but that do not belong to a PromptPAR "
+            f"{kind} ({', '.join(taken[:4])}{', ...' if len(taken) > 4 else ''}). Save into a new or empty folder, "
+            "or move those files away."
         )
 
 
@@ -220,8 +220,9 @@ def publish_saved_files(staging: Path, directory: Path, written: list[str], owne
     processor) are never overwritten (FileExistsError); in one that does, the files of
     ``owned`` that this save did not write are removed (left there, they would load with
     the new files)."""
-    ours = _holds_promptpar_processor(directory) if owned == PROCESSOR_FILES else _holds_promptpar_model(directory)
-    _check_overwrites(directory, written, ours)
+    kind = "processor" if owned == PROCESSOR_FILES else "model"
+    ours = _holds_promptpar_processor(directory) if kind == "processor" else _holds_promptpar_model(directory)
+    _check_overwrites(directory, written, ours, kind)
     publish_files(staging, directory, [name for name in written if name != last])
     if ours:
         for name in owned:

@@ -78,5 +78,4 @@ def render_official_card(config: Any, bundled: bool = False) -> str:
     with the provenance section and :data:`OFFICIAL_LICENSE`."""
     from ..hub import render_model_card
 
-    return render_model_card(config, tags=TAGS, bundled=bundled, license=OFFICIAL_LICENSE,
-                             provenance=provenance(config))
+    return render_model_card(config, bundled=bundled)  # it adds the licence, tag and provenance of imported_from

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,21 @@ def _refused(path: Path, error: pickle.UnpicklingError) -> OfficialCheckpointErr
     )
 
 
+def _asks_for_code(error: pickle.UnpicklingError) -> bool:
+    """Whether the safe loader refused an object (a global, a type, a call), as opposed to
+    failing on bytes that are no torch.save file at all (a plain pickle, a damaged file)."""
+    text = " ".join(str(error).split())
+    return bool(re.search(r"GLOBAL \S+|got <class '|unrecognized function ", text))
+
+
+def _unreadable(path: Path, error: BaseException) -> OfficialCheckpointError:
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    return OfficialCheckpointError(
+        f"{path} is not a readable PyTorch checkpoint ({reason}). Check that the download is complete and that "
+        "it is the .pth file the official code saved."
+    )
+
+
 def _load(path: Path) -> Any:
     with torch.serialization.safe_globals(_safe_globals()):
         try:
@@ -129,14 +145,15 @@ def read_checkpoint(path: Union[str, Path]) -> OfficialCheckpoint:
     if not path.is_file():
         raise OfficialCheckpointError(f"{path} is not a file; give the path of the official checkpoint (.pth).")
     try:
-        blob = _load(path)
+        with warnings.catch_warnings():  # torch warns about a plain pickle before refusing it: the error says it
+            warnings.simplefilter("ignore")
+            blob = _load(path)
     except pickle.UnpicklingError as error:
-        raise _refused(path, error) from error
+        if _asks_for_code(error):
+            raise _refused(path, error) from error
+        raise _unreadable(path, error) from error
     except Exception as error:  # noqa: BLE001 - a damaged file makes the unpickler fail in many ways
-        raise OfficialCheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({' '.join(str(error).split())[:200]}). Check that the "
-            "download is complete."
-        ) from error
+        raise _unreadable(path, error) from error
     if not isinstance(blob, Mapping):
         raise OfficialCheckpointError(
             f"{path} holds a {type(blob).__name__}, not the dict the official train.py saves "

@@ -156,6 +156,20 @@ def _load_head(model, weights: ConvertedWeights, layout: OfficialLayout) -> None
         raise RuntimeError(f"head tensors do not fit: missing {missing}, unexpected {result.unexpected_keys}")
 
 
+def _check_tokenizer(tokenizer, vocab_size: int) -> None:
+    """The tokenizer must be the one whose vocabulary the checkpoint's CLIP embeds: as many
+    tokens, the end token last (as in CLIP's). Another BPE file would give other ids for the
+    sentences, so other text features, without any error later."""
+    size = len(tokenizer)
+    if size != vocab_size or tokenizer.eos_token_id != vocab_size - 1:
+        raise OfficialCheckpointError(
+            f"the tokenizer has {size} tokens (end token {tokenizer.eos_token_id}), but the checkpoint's CLIP embeds "
+            f"{vocab_size} (end token {vocab_size - 1}): it is not the tokenizer the checkpoint was trained with. "
+            "Give CLIP's own (--clip-tokenizer openai/clip-vit-large-patch14, or the official "
+            "bpe_simple_vocab_16e6.txt.gz)."
+        )
+
+
 def _check_pooling(model, tokenizer) -> None:
     """The official text features are read at the largest token id of each sentence;
     CLIP's at its end token. With CLIP's own vocabulary these coincide."""
@@ -270,6 +284,7 @@ def load_official_checkpoint(
     tokenizer = load_clip_tokenizer(clip_tokenizer) if isinstance(clip_tokenizer, (str, Path)) else clip_tokenizer
     checkpoint = read_checkpoint(path)
     layout = read_layout(checkpoint.clip_state, checkpoint.classifier_state)
+    _check_tokenizer(tokenizer, layout.vocab_size)
     if attributes is not None:
         if sentences is None:
             raise OfficialCheckpointError(

@@ -344,7 +344,7 @@ def read_attribute_file(path: Union[str, Path]) -> tuple[list[str], list[str]]:
     except OSError as error:
         raise OfficialCheckpointError(f"cannot read the attribute file {path}: {error.strerror or error}.") from error
     names, sentences = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # \n only: an editor's line numbers
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split("\t")

@@ -67,9 +67,20 @@ def load_clip_tokenizer(spec: Union[str, Path] = DEFAULT_CLIP_TOKENIZER):
     tokenizer files, or a Hub id (the local Hugging Face cache is used when offline)."""
     from transformers import AutoTokenizer
 
+    from ..modeling.loading import check_not_a_missing_path
+
     path = Path(spec)
     if path.is_file():
         return clip_tokenizer_from_bpe(path)
+    try:
+        check_not_a_missing_path(str(spec))
+        if str(spec).endswith(".gz"):  # a BPE file name is never a Hub id
+            raise FileNotFoundError(f"There is no file {spec}.")
+    except FileNotFoundError as error:
+        raise OfficialCheckpointError(
+            f"cannot load a CLIP tokenizer (--clip-tokenizer): {error} Give the path of the official "
+            "bpe_simple_vocab_16e6.txt.gz, a tokenizer folder, or a Hub id."
+        ) from None
     try:
         return AutoTokenizer.from_pretrained(str(spec))
     except (OSError, ValueError) as error:
